@@ -1,0 +1,290 @@
+//! Helpers for the tests that run inside the booted test kernel.
+//!
+//! Each file in `guest/tests/` is a libtest binary that `cargo xtask test` builds statically,
+//! packs into the initramfs under `/tests/` and runs in the guest with `--test-threads=1`.
+//! Tests load modules with the real syscalls (so they see the exact errno), read new kernel
+//! log records from `/dev/kmsg` (with their priority), and use the devices like any program.
+
+use std::ffi::CString;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// An errno value, printed with its symbolic name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    pub fn last() -> Errno {
+        Errno(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            libc::EPERM => "EPERM",
+            libc::ENOENT => "ENOENT",
+            libc::EINTR => "EINTR",
+            libc::EIO => "EIO",
+            libc::ENXIO => "ENXIO",
+            libc::E2BIG => "E2BIG",
+            libc::EBADF => "EBADF",
+            libc::EAGAIN => "EAGAIN",
+            libc::ENOMEM => "ENOMEM",
+            libc::EACCES => "EACCES",
+            libc::EFAULT => "EFAULT",
+            libc::EBUSY => "EBUSY",
+            libc::EEXIST => "EEXIST",
+            libc::ENODEV => "ENODEV",
+            libc::EINVAL => "EINVAL",
+            libc::ENOTTY => "ENOTTY",
+            libc::ENOSPC => "ENOSPC",
+            libc::EPIPE => "EPIPE",
+            libc::ERANGE => "ERANGE",
+            libc::ENOSYS => "ENOSYS",
+            libc::ENOEXEC => "ENOEXEC",
+            libc::EOVERFLOW => "EOVERFLOW",
+            _ => "E?",
+        }
+    }
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+impl From<io::Error> for Errno {
+    fn from(e: io::Error) -> Errno {
+        Errno(e.raw_os_error().unwrap_or(0))
+    }
+}
+
+/// Loading and unloading modules with `finit_module(2)` / `delete_module(2)`.
+pub mod kmod {
+    use super::*;
+
+    /// The directory the modules are installed in (`/lib/modules/<release>/extra`).
+    pub fn module_dir() -> String {
+        let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        format!("/lib/modules/{}/extra", rel.trim())
+    }
+
+    /// Path of a module's `.ko` file in the guest.
+    pub fn path(name: &str) -> String {
+        format!("{}/{name}.ko", module_dir())
+    }
+
+    /// Load module `name` with `params` (e.g. `"my_param=7 flag=y"`); the exact errno on failure.
+    pub fn load(name: &str, params: &str) -> Result<(), Errno> {
+        let f = File::open(path(name)).map_err(Errno::from)?;
+        let p = CString::new(params).expect("no NUL in params");
+        // SAFETY: valid fd and NUL-terminated string for the duration of the call.
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), p.as_ptr(), 0) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(Errno::last())
+        }
+    }
+
+    /// Unload module `name` (non-blocking, like `rmmod`).
+    pub fn unload(name: &str) -> Result<(), Errno> {
+        let n = CString::new(name).expect("no NUL in name");
+        // SAFETY: valid NUL-terminated string.
+        let r = unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(Errno::last())
+        }
+    }
+
+    /// Is `name` listed in `/proc/modules`?
+    pub fn is_loaded(name: &str) -> bool {
+        std::fs::read_to_string("/proc/modules")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(name))
+    }
+
+    /// Unload if loaded (cleanup between tests); ignores errors.
+    pub fn ensure_unloaded(name: &str) {
+        if is_loaded(name) {
+            let _ = unload(name);
+        }
+    }
+
+    /// `modinfo -F field` of the module file, one value per line.
+    pub fn modinfo(name: &str, field: &str) -> Vec<String> {
+        let out = std::process::Command::new("modinfo")
+            .args(["-F", field, &path(name)])
+            .output()
+            .expect("busybox modinfo");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A loaded module, unloaded on drop (so a failing assertion leaves nothing behind).
+    pub struct Loaded(pub &'static str);
+
+    impl Loaded {
+        pub fn new(name: &'static str, params: &str) -> Result<Loaded, Errno> {
+            ensure_unloaded(name);
+            load(name, params)?;
+            Ok(Loaded(name))
+        }
+    }
+
+    impl Drop for Loaded {
+        fn drop(&mut self) {
+            let _ = unload(self.0);
+        }
+    }
+}
+
+/// One `/dev/kmsg` record.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// Log level 0 (emerg) ..= 7 (debug).
+    pub level: u8,
+    pub seq: u64,
+    /// The message text (continuation lines joined by the kernel already).
+    pub text: String,
+}
+
+/// Reads the kernel log records that appear after its creation.
+pub struct Kmsg {
+    file: File,
+}
+
+impl Kmsg {
+    /// Open `/dev/kmsg` positioned at the end: only new records are returned.
+    pub fn new() -> Kmsg {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .expect("open /dev/kmsg");
+        // SAFETY: valid fd; SEEK_END on /dev/kmsg moves to the end of the log.
+        unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_END) };
+        Kmsg { file }
+    }
+
+    /// All records logged since the last call (or creation).
+    pub fn read(&mut self) -> Vec<Record> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Some(r) = parse_record(&String::from_utf8_lossy(&buf[..n])) {
+                        out.push(r);
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue, // overwritten
+                Err(_) => break,                                             // EAGAIN: no more
+            }
+        }
+        out
+    }
+
+    /// Texts of the new records.
+    pub fn lines(&mut self) -> Vec<String> {
+        self.read().into_iter().map(|r| r.text).collect()
+    }
+
+    /// Wait up to `timeout` for a new record containing `needle`; returns it.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<Record> {
+        let start = Instant::now();
+        loop {
+            if let Some(r) = self.read().into_iter().find(|r| r.text.contains(needle)) {
+                return Some(r);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Default for Kmsg {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Parse a `/dev/kmsg` record: `prio,seq,usec,flags;text\n[ KEY=value\n...]`.
+pub fn parse_record(raw: &str) -> Option<Record> {
+    let (head, rest) = raw.split_once(';')?;
+    let mut f = head.split(',');
+    let prio: u32 = f.next()?.parse().ok()?;
+    let seq: u64 = f.next()?.parse().ok()?;
+    let text = rest.lines().next().unwrap_or("").to_string();
+    Some(Record {
+        level: (prio & 7) as u8,
+        seq,
+        text: unescape(&text),
+    })
+}
+
+fn unescape(s: &str) -> String {
+    // /dev/kmsg escapes non-printable bytes as \xNN.
+    let mut out = String::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1] == b'x' {
+            if let Ok(v) = u8::from_str_radix(&s[i + 2..i + 4], 16) {
+                out.push(v as char);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i] as char);
+        i += 1;
+    }
+    out
+}
+
+/// File mode bits (`st_mode & 0o7777`) of a path.
+pub fn mode_of(path: &str) -> io::Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o7777)
+}
+
+/// Run a shell command in the guest, returning (exit code, stdout+stderr).
+pub fn sh(cmd: &str) -> (i32, String) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{cmd} 2>&1"))
+        .output()
+        .expect("sh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kmsg_record_parsing() {
+        let r = parse_record("6,339,5140900,-;minimal: Minimal Rust module loaded\n").unwrap();
+        assert_eq!(r.level, 6);
+        assert_eq!(r.seq, 339);
+        assert_eq!(r.text, "minimal: Minimal Rust module loaded");
+        let r = parse_record("12,1,0,-;a\\x0ab\n SUBSYSTEM=x\n").unwrap();
+        assert_eq!(r.level, 4);
+        assert_eq!(r.text, "a\nb");
+    }
+}

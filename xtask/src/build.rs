@@ -1,0 +1,161 @@
+//! `build`: the out-of-tree modules (Kbuild against the cached kernel build) and the static
+//! guest binaries (libtest test binaries and helper programs from the `guest` crate).
+
+use crate::kernel::Kernel;
+use crate::toolchain::Toolchain;
+use crate::util::{self, run_logged};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Module source directories built with `make M=...`, relative to the repository root.
+pub const MODULE_DIRS: &[&str] = &["modules", "modules-c"];
+/// The userspace target: static glibc binaries run in the guest's busybox userland.
+pub const GUEST_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// What `build` produced.
+#[derive(Debug, Default)]
+pub struct Artifacts {
+    /// `.ko` files.
+    pub modules: Vec<PathBuf>,
+    /// libtest binaries, with the test file's name.
+    pub tests: Vec<(String, PathBuf)>,
+    /// Helper programs (`guest/src/bin/*`), installed in the guest's `/bin`.
+    pub bins: Vec<(String, PathBuf)>,
+}
+
+/// Output directory for a module source dir (`MO=`), so the tree stays clean.
+fn module_out(k: &Kernel, dir: &str) -> PathBuf {
+    util::target_dir().join("kmod").join(k.profile.name()).join(dir)
+}
+
+/// Build everything.
+pub fn build_all(k: &Kernel) -> Result<Artifacts> {
+    let modules = build_modules(k, None)?;
+    let (tests, bins) = build_guest(false)?;
+    eprintln!(
+        "build: {} modules, {} test binaries, {} helper programs",
+        modules.len(),
+        tests.len(),
+        bins.len()
+    );
+    Ok(Artifacts {
+        modules,
+        tests,
+        bins,
+    })
+}
+
+/// `make -C <build> M=<dir> MO=<out> modules` for every module dir; `kdir` overrides the
+/// kernel build directory (e.g. a host's `/lib/modules/$(uname -r)/build`).
+pub fn build_modules(k: &Kernel, extra: Option<&[&str]>) -> Result<Vec<PathBuf>> {
+    let _lock = util::lock("modules")?;
+    let tc = Toolchain::find();
+    let mut kos = Vec::new();
+    for dir in MODULE_DIRS {
+        let src = util::repo_root().join(dir);
+        if !src.join("Kbuild").exists() {
+            continue;
+        }
+        let out = module_out(k, dir);
+        std::fs::create_dir_all(&out)?;
+        let mut c = tc.kmake();
+        c.arg("-C")
+            .arg(&k.build)
+            .arg(format!("M={}", src.display()))
+            .arg(format!("MO={}", out.display()))
+            .arg(format!("-j{}", jobs()))
+            .args(extra.unwrap_or(&[]))
+            .arg("modules");
+        run_logged(&mut c, &out.join("build.log"), &format!("make M={dir}"))?;
+        collect_kos(&out, &mut kos)?;
+    }
+    kos.sort();
+    // Two modules of the same name would shadow each other in the guest.
+    let mut names: Vec<String> = kos.iter().map(|p| module_name(p)).collect();
+    names.sort();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!("two modules are named {}", w[0]);
+    }
+    Ok(kos)
+}
+
+pub fn jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// `foo.ko` -> `foo`.
+pub fn module_name(p: &Path) -> String {
+    p.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+fn collect_kos(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_kos(&p, out)?;
+        } else if p.extension().is_some_and(|x| x == "ko") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// The guest crate's libtest binaries (`guest/tests/*.rs`) and helper programs
+/// (`guest/src/bin/*.rs`), statically linked.
+pub fn build_guest(release: bool) -> Result<(Vec<(String, PathBuf)>, Vec<(String, PathBuf)>)> {
+    let tests = cargo_artifacts(&["test", "--no-run", "--tests"], release, true)?;
+    let bins = cargo_artifacts(&["build", "--bins"], release, false)?;
+    Ok((tests, bins))
+}
+
+/// Run cargo on the guest crate for the guest target; return `(target name, executable)`
+/// of the test (`want_tests`) or bin artifacts.
+fn cargo_artifacts(args: &[&str], release: bool, want_tests: bool) -> Result<Vec<(String, PathBuf)>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.current_dir(util::repo_root())
+        .args(args)
+        .args(["--package", "guest", "--target", GUEST_TARGET])
+        .arg("--message-format=json-render-diagnostics")
+        .env(
+            "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS",
+            "-C target-feature=+crt-static",
+        );
+    if release {
+        c.arg("--release");
+    }
+    let out = c
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo for the guest crate")?;
+    if !out.status.success() {
+        bail!("building the guest binaries failed (see the errors above)");
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(exe) = v["executable"].as_str() else {
+            continue;
+        };
+        if v["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let kinds = v["target"]["kind"].to_string();
+        let wanted = if want_tests {
+            kinds.contains("\"test\"")
+        } else {
+            kinds.contains("\"bin\"")
+        };
+        if wanted {
+            let name = v["target"]["name"].as_str().unwrap_or("?").to_string();
+            found.push((name, PathBuf::from(exe)));
+        }
+    }
+    found.sort();
+    Ok(found)
+}

@@ -1,0 +1,181 @@
+//! `ktap`: KUnit results from the kernel log.
+//!
+//! The log holds one KTAP document for the built-in suites (run at boot) and one more for
+//! every module with KUnit suites, printed when it is loaded. The log is cut into those
+//! documents here; each is parsed by the kernel's own `tools/testing/kunit/kunit.py parse`,
+//! whose JSON is read back.
+
+use crate::logscan::message;
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::process::Command;
+
+/// One KTAP document cut from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// Printed before `/init` ran: the kernel's built-in suites (e.g. the Rust doctests).
+    pub builtin: bool,
+    pub text: String,
+}
+
+/// One KUnit test case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Case {
+    pub suite: String,
+    pub name: String,
+    /// `PASS`, `FAIL`, `SKIP` or `ERROR`.
+    pub status: String,
+}
+
+/// Cut the log into KTAP documents at each top-level `KTAP version` line.
+pub fn split_documents(log: &str) -> Vec<Document> {
+    let mut docs: Vec<Document> = Vec::new();
+    let mut in_userspace = false;
+    for line in log.lines() {
+        let msg = message(line);
+        if msg.starts_with("Run /init as init process") || msg.starts_with("Run /sbin/init") {
+            in_userspace = true;
+        }
+        if msg.starts_with("KTAP version") || msg.starts_with("TAP version") {
+            docs.push(Document {
+                builtin: !in_userspace,
+                text: String::new(),
+            });
+        }
+        if let Some(d) = docs.last_mut() {
+            d.text.push_str(line);
+            d.text.push('\n');
+        }
+    }
+    docs
+}
+
+/// Flatten `kunit.py parse --json` output into cases.
+pub fn cases_from_json(json: &str) -> Result<Vec<Case>> {
+    let v: serde_json::Value = serde_json::from_str(json).context("kunit.py JSON")?;
+    let mut out = Vec::new();
+    walk(&v, &mut out);
+    Ok(out)
+}
+
+fn walk(group: &serde_json::Value, out: &mut Vec<Case>) {
+    let suite = group["name"].as_str().unwrap_or("").to_string();
+    if let Some(cases) = group["test_cases"].as_array() {
+        for c in cases {
+            out.push(Case {
+                suite: suite.clone(),
+                name: c["name"].as_str().unwrap_or("?").to_string(),
+                status: c["status"].as_str().unwrap_or("FAIL").to_string(),
+            });
+        }
+    }
+    if let Some(groups) = group["sub_groups"].as_array() {
+        for g in groups {
+            walk(g, out);
+        }
+    }
+}
+
+/// Parse one document with the kernel's kunit.py; `work` is a scratch directory.
+pub fn parse_document(ksrc: &Path, doc: &Document, work: &Path, idx: usize) -> Result<Vec<Case>> {
+    std::fs::create_dir_all(work)?;
+    let input = work.join(format!("ktap-{idx}.log"));
+    let json = work.join(format!("ktap-{idx}.json"));
+    std::fs::write(&input, &doc.text)?;
+    let _ = std::fs::remove_file(&json);
+    // kunit.py exits 1 when a test failed; the JSON is still written and is what counts.
+    let out = Command::new("python3")
+        .arg(ksrc.join("tools/testing/kunit/kunit.py"))
+        .arg("parse")
+        .arg(format!("--json={}", json.display()))
+        .arg(&input)
+        .output()
+        .context("running kunit.py parse")?;
+    let text = std::fs::read_to_string(&json).with_context(|| {
+        format!(
+            "kunit.py wrote no JSON for {}:\n{}",
+            input.display(),
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
+    cases_from_json(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "\
+[    0.50] KTAP version 1
+[    0.50] 1..1
+[    0.50]     KTAP version 1
+[    0.50]     # Subtest: rust_doctests_kernel
+[    0.50]     1..1
+[    0.51]     ok 1 rust_doctest_kernel_alloc_1
+[    0.51] ok 1 rust_doctests_kernel
+[    0.90] Run /init as init process
+[    1.00] KTAP version 1
+[    1.00] 1..1
+[    1.00]     KTAP version 1
+[    1.00]     # Subtest: my_suite
+[    1.00]     1..2
+[    1.01]     ok 1 parses_names
+[    1.01]     not ok 2 rejects_zero
+[    1.01] not ok 1 my_suite
+";
+
+    #[test]
+    fn documents_split_at_top_level_headers() {
+        let d = split_documents(LOG);
+        assert_eq!(d.len(), 2);
+        assert!(d[0].builtin);
+        assert!(!d[1].builtin);
+        assert!(d[1].text.contains("my_suite"));
+        assert!(!d[0].text.contains("my_suite"));
+    }
+
+    #[test]
+    fn json_is_flattened() {
+        let json = r#"{"name": "KUnit Test Group", "sub_groups": [
+            {"name": "my_suite", "sub_groups": [], "test_cases": [
+                {"name": "parses_names", "status": "PASS"},
+                {"name": "rejects_zero", "status": "FAIL"}]}],
+            "test_cases": []}"#;
+        let c = cases_from_json(json).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1].suite, "my_suite");
+        assert_eq!(c[1].status, "FAIL");
+    }
+
+    /// Runs the real kunit.py when the kernel source is present (it is wherever the
+    /// workbench has been set up); otherwise there is nothing to run it with.
+    #[test]
+    fn kunit_py_parses_our_split_documents() {
+        let Some(ksrc) = crate::setup::kernel_src() else {
+            eprintln!("no kernel source: skipping the kunit.py round trip");
+            return;
+        };
+        let work = std::env::temp_dir().join(format!("ktap-test-{}", std::process::id()));
+        let docs = split_documents(LOG);
+        let module = parse_document(&ksrc, &docs[1], &work, 1).unwrap();
+        assert_eq!(
+            module,
+            vec![
+                Case {
+                    suite: "my_suite".into(),
+                    name: "parses_names".into(),
+                    status: "PASS".into()
+                },
+                Case {
+                    suite: "my_suite".into(),
+                    name: "rejects_zero".into(),
+                    status: "FAIL".into()
+                },
+            ]
+        );
+        let builtin = parse_document(&ksrc, &docs[0], &work, 0).unwrap();
+        assert_eq!(builtin.len(), 1);
+        assert_eq!(builtin[0].status, "PASS");
+        std::fs::remove_dir_all(&work).ok();
+    }
+}

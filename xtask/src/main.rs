@@ -1,0 +1,180 @@
+//! `cargo xtask`: the project's host tooling.
+//!
+//! One module per job: `toolchain` (doctor checks), `setup` (packages, bindgen, kernel
+//! source), `kernel` (configure + build, cached), `build` (modules + guest binaries),
+//! `initramfs`, `vm` (QEMU), `report` (test verdicts) and its parsers `ktap`, `logscan`.
+
+mod build;
+mod initramfs;
+mod kernel;
+mod ktap;
+mod logscan;
+mod report;
+mod setup;
+mod toolchain;
+mod util;
+mod vm;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use kernel::Profile;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Rust kernel modules: toolchain, kernel, QEMU, tests")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check every requirement and print the command that fixes each missing one.
+    Doctor,
+    /// Install what `doctor` finds missing and obtain the kernel source.
+    Setup {
+        /// Use this unpacked kernel tree or tarball instead of Debian's linux-source-7.3.
+        #[arg(long, value_name = "DIR|TARBALL")]
+        kernel_src: Option<PathBuf>,
+    },
+    /// Configure and build the test kernel (cached).
+    Kernel {
+        #[arg(long, value_enum, default_value = "default")]
+        profile: Profile,
+        /// Run the configuration and build even if the cache has this kernel.
+        #[arg(long)]
+        rebuild: bool,
+    },
+    /// Build every module under modules/ and the guest test binaries.
+    Build {
+        #[arg(long, value_enum, default_value = "default")]
+        profile: Profile,
+    },
+    /// Boot the kernel in QEMU, load the modules and show them working.
+    Run {
+        #[arg(long, value_enum, default_value = "default")]
+        profile: Profile,
+        /// Pack this host directory's files into the guest at /host.
+        #[arg(long, value_name = "DIR")]
+        share: Option<PathBuf>,
+        /// Load all modules before CMD.
+        #[arg(long)]
+        load: bool,
+        /// Hard timeout for the guest, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Run this command in the guest instead of the demo, and exit with its status.
+        #[arg(last = true)]
+        cmd: Vec<String>,
+    },
+    /// Boot the kernel and run every test inside it; prints `N passed, N failed`.
+    Test {
+        #[arg(long, value_enum, default_value = "default")]
+        profile: Profile,
+        /// Run only tests whose name contains TEXT.
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
+        /// Hard timeout for the guest, in seconds.
+        #[arg(long, default_value_t = 1200)]
+        timeout: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Doctor => doctor(),
+        Cmd::Setup { kernel_src } => setup::setup(kernel_src.as_deref()),
+        Cmd::Kernel { profile, rebuild } => kernel::ensure(profile, rebuild).map(|_| ()),
+        Cmd::Build { profile } => ensure_ready()
+            .and_then(|_| kernel::ensure(profile, false))
+            .and_then(|k| build::build_all(&k).map(|_| ())),
+        Cmd::Run {
+            profile,
+            share,
+            load,
+            timeout,
+            cmd,
+        } => ensure_ready().and_then(|_| {
+            let code = vm::run_command(profile, share.as_deref(), load, timeout, &cmd)?;
+            std::process::exit(code)
+        }),
+        Cmd::Test {
+            profile,
+            filter,
+            timeout,
+        } => ensure_ready().and_then(|_| {
+            let ok = report::test(profile, filter.as_deref(), timeout)?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+/// `doctor`: every check, with the fix for each failing one.
+fn doctor() -> Result<()> {
+    let tc = toolchain::Toolchain::find();
+    let ksrc = setup::kernel_src();
+    let checks = toolchain::checks(&tc, ksrc.as_deref());
+    let mut bad = 0;
+    for c in &checks {
+        if c.ok {
+            println!("ok      {:<40} {}", c.what, c.detail);
+        } else {
+            bad += 1;
+            println!("MISSING {:<40} {}", c.what, c.detail);
+            println!("        fix: {}", c.fix);
+        }
+    }
+    if bad == 0 {
+        let ksrc = ksrc.expect("checked above");
+        match toolchain::rustavailable(&tc, &ksrc) {
+            Ok(out) => println!("ok      make rustavailable                       {}", out.trim()),
+            Err(e) => {
+                bad += 1;
+                println!("MISSING make rustavailable: {e:#}");
+                println!("        fix: cargo xtask setup, then check KRUSTC/BINDGEN");
+            }
+        }
+    }
+    if bad > 0 {
+        bail!("{bad} requirement(s) missing; run the fixes above (or `cargo xtask setup`)");
+    }
+    println!("all requirements met");
+    Ok(())
+}
+
+/// Run `setup` implicitly when something is missing, so the README's two commands work on
+/// a fresh machine.
+fn ensure_ready() -> Result<()> {
+    let tc = toolchain::Toolchain::find();
+    let ksrc = setup::kernel_src();
+    let missing: Vec<_> = toolchain::checks(&tc, ksrc.as_deref())
+        .into_iter()
+        .filter(|c| !c.ok)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "setup needed: {}",
+        missing.iter().map(|c| c.what.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    setup::setup(None)?;
+    let tc = toolchain::Toolchain::find();
+    let still: Vec<_> = toolchain::checks(&tc, setup::kernel_src().as_deref())
+        .into_iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{} (fix: {})", c.what, c.fix))
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after setup:\n  {}", still.join("\n  "));
+    }
+    Ok(())
+}

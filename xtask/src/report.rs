@@ -1,0 +1,433 @@
+//! `report`: run every test in the guest and turn what comes back into one verdict.
+//!
+//! Sources of results: (1) the libtest binaries from `guest/tests/` (their `test NAME ...
+//! ok|FAILED|ignored` lines, framed on the results channel by `XTASK-BEGIN/END` markers),
+//! (2) KUnit suites of the built-in kernel and of our modules (KTAP in the kernel log, parsed
+//! by `kunit.py`), (3) the kernel log scan (any BUG/WARNING/Oops/... fails the run).
+//! Output: one line per test, then `N passed, N failed[, N skipped]`; JUnit XML under
+//! `target/test-results/`.
+
+use crate::build::{self, Artifacts};
+use crate::kernel::{self, Profile};
+use crate::vm;
+use crate::{ktap, logscan, util};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+/// One test verdict.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+}
+
+/// Parse one libtest binary's output. `bin` prefixes the names; `rc` is its exit status.
+pub fn parse_libtest(bin: &str, out: &str, rc: i32) -> Vec<TestResult> {
+    let mut results: Vec<TestResult> = Vec::new();
+    for line in out.lines() {
+        let Some(rest) = line.strip_prefix("test ") else {
+            continue;
+        };
+        let Some((name, verdict)) = rest.rsplit_once(" ... ") else {
+            continue;
+        };
+        let status = match verdict.trim() {
+            "ok" => Status::Pass,
+            "FAILED" => Status::Fail,
+            v if v.starts_with("ignored") => Status::Skip,
+            _ => continue,
+        };
+        results.push(TestResult {
+            name: format!("{bin}::{}", name.trim()),
+            status,
+            detail: String::new(),
+        });
+    }
+    // Failure details: `---- NAME stdout ----` blocks.
+    let mut current: Option<String> = None;
+    let mut details: BTreeMap<String, String> = BTreeMap::new();
+    for line in out.lines() {
+        if let Some(n) = line
+            .strip_prefix("---- ")
+            .and_then(|l| l.strip_suffix(" stdout ----"))
+        {
+            current = Some(format!("{bin}::{n}"));
+            continue;
+        }
+        if line == "failures:" || line.starts_with("test result:") {
+            current = None;
+            continue;
+        }
+        if let Some(c) = &current {
+            let d = details.entry(c.clone()).or_default();
+            d.push_str(line);
+            d.push('\n');
+        }
+    }
+    for r in &mut results {
+        if let Some(d) = details.remove(&r.name) {
+            r.detail = d.trim_end().to_string();
+        }
+    }
+    let finished = out.lines().any(|l| l.starts_with("test result:"));
+    if !finished || (rc != 0 && !results.iter().any(|r| r.status == Status::Fail)) {
+        let tail: Vec<&str> = out.lines().collect();
+        let tail = tail[tail.len().saturating_sub(30)..].join("\n");
+        results.push(TestResult {
+            name: format!("{bin}::(binary)"),
+            status: Status::Fail,
+            detail: format!("the test binary exited with status {rc} without finishing:\n{tail}"),
+        });
+    }
+    results
+}
+
+/// Split the results channel into `(binary, output, exit status)`.
+pub fn binary_sections(results: &str) -> Vec<(String, String, i32)> {
+    let mut out = Vec::new();
+    let mut lines = results.lines();
+    while let Some(l) = lines.next() {
+        let Some(name) = l.strip_prefix("XTASK-BEGIN ") else {
+            continue;
+        };
+        let mut body = String::new();
+        let mut rc = -1;
+        for l in lines.by_ref() {
+            if let Some(end) = l.strip_prefix("XTASK-END ") {
+                rc = end
+                    .rsplit_once(' ')
+                    .and_then(|(_, c)| c.trim().parse().ok())
+                    .unwrap_or(-1);
+                break;
+            }
+            body.push_str(l);
+            body.push('\n');
+        }
+        out.push((name.trim().to_string(), body, rc));
+    }
+    out
+}
+
+/// The guest job for a test run.
+fn test_job(art: &Artifacts, kunit_modules: &[String], filter: Option<&str>) -> String {
+    let mut j = String::from("R=/dev/ttyS1\nrc=0\n");
+    // Load and unload each module that has KUnit suites once, so its suites run even when
+    // no other test loads it (suites run at module load).
+    for m in kunit_modules {
+        let _ = writeln!(
+            j,
+            "echo 'xtask: KUnit pass for {m}' > /dev/kmsg; modprobe {m} && rmmod {m} || echo 'modprobe {m} failed' > /dev/kmsg"
+        );
+    }
+    for (name, _) in &art.tests {
+        let arg = match filter {
+            Some(f) if !name.contains(f) => vm::shell_quote(f),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            j,
+            "echo 'XTASK-BEGIN {name}' > $R\n\
+             /tests/{name} --test-threads=1 {arg} > $R 2>&1; r=$?\n\
+             echo 'XTASK-END {name} '$r > $R\n\
+             [ $r = 0 ] || rc=1"
+        );
+    }
+    j.push_str("exit $rc\n");
+    j
+}
+
+/// Does this `.ko` carry KUnit suites?
+fn has_kunit(ko: &Path) -> bool {
+    Command::new("llvm-readelf-19")
+        .arg("-S")
+        .arg(ko)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(".kunit_test_suites"))
+        .unwrap_or(false)
+}
+
+/// `test`: build, boot, run everything, print the verdict. Returns whether all passed.
+pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool> {
+    let start = std::time::Instant::now();
+    let k = kernel::ensure(profile, false)?;
+    let art = build::build_all(&k)?;
+    let kunit_modules: Vec<String> = art
+        .modules
+        .iter()
+        .filter(|p| has_kunit(p))
+        .map(|p| build::module_name(p))
+        .filter(|m| filter.is_none_or(|f| m.contains(f)))
+        .collect();
+    let job = test_job(&art, &kunit_modules, filter);
+    eprintln!(
+        "test: booting {} with {} test binaries (filter: {})",
+        k.release()?,
+        art.tests.len(),
+        filter.unwrap_or("none")
+    );
+    let o = vm::boot_job(&k, &art, &job, "test", timeout)?;
+    let mut results: Vec<TestResult> = Vec::new();
+    let sections = binary_sections(&o.results);
+    for (name, _) in &art.tests {
+        match sections.iter().find(|(n, _, _)| n == name) {
+            Some((_, out, rc)) => results.extend(parse_libtest(name, out, *rc)),
+            None => results.push(TestResult {
+                name: format!("{name}::(binary)"),
+                status: Status::Fail,
+                detail: "the guest never ran this test binary".into(),
+            }),
+        }
+    }
+    results.extend(kunit_results(&k.src, &o.dmesg)?);
+    // The kernel log must be clean, whatever the filter.
+    let reports = logscan::scan(&o.dmesg);
+    results.push(TestResult {
+        name: "kernel::log_has_no_reports".into(),
+        status: if reports.is_empty() {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+        detail: reports
+            .iter()
+            .map(|r| format!("[{}]\n{}", r.kind, r.text))
+            .collect::<Vec<_>>()
+            .join("\n\n"),
+    });
+    if let Some(f) = filter {
+        // libtest already filtered inside binaries selected by the filter; filter the rest.
+        results.retain(|r| r.name.contains(f) || r.name.starts_with("kernel::"));
+    }
+    let dir = util::target_dir().join("test-results");
+    std::fs::create_dir_all(&dir)?;
+    let junit = dir.join(format!("junit-{}.xml", profile.name()));
+    std::fs::write(&junit, junit_xml(&results))?;
+    std::fs::write(
+        dir.join(format!("kernel-{}.log", profile.name())),
+        &o.dmesg,
+    )?;
+    print_verdict(&results);
+    eprintln!(
+        "test: guest {:.1} s ({}), total {:.1} s; JUnit {}; kernel log {}",
+        o.secs,
+        o.accel,
+        start.elapsed().as_secs_f64(),
+        junit.display(),
+        dir.join(format!("kernel-{}.log", profile.name())).display()
+    );
+    let passed = results.iter().all(|r| r.status != Status::Fail);
+    let ran_any = results.iter().any(|r| r.status == Status::Pass && !r.name.starts_with("kernel::"));
+    if !ran_any {
+        eprintln!("test: no test matched{}", filter.map(|f| format!(" {f:?}")).unwrap_or_default());
+        return Ok(false);
+    }
+    Ok(passed)
+}
+
+/// KUnit cases from the log. Built-in suites (the kernel's own doctests) count as one
+/// test each; our modules' suites count per case. A case that ran several times (a module
+/// loaded more than once) counts once and fails if any run failed.
+fn kunit_results(ksrc: &Path, dmesg: &str) -> Result<Vec<TestResult>> {
+    let work = util::target_dir().join("test-results").join("ktap");
+    let mut merged: BTreeMap<String, TestResult> = BTreeMap::new();
+    for (i, doc) in ktap::split_documents(dmesg).iter().enumerate() {
+        let cases = ktap::parse_document(ksrc, doc, &work, i)?;
+        if doc.builtin {
+            let mut by_suite: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
+            for c in &cases {
+                let e = by_suite.entry(c.suite.clone()).or_default();
+                e.0 += 1;
+                if c.status == "FAIL" || c.status == "ERROR" {
+                    e.1.push(c.name.clone());
+                }
+            }
+            for (suite, (n, failed)) in by_suite {
+                let name = format!("kunit::builtin::{suite} ({n} cases)");
+                merged.insert(
+                    name.clone(),
+                    TestResult {
+                        name,
+                        status: if failed.is_empty() { Status::Pass } else { Status::Fail },
+                        detail: failed.join("\n"),
+                    },
+                );
+            }
+        } else {
+            for c in cases {
+                let name = format!("kunit::{}::{}", c.suite, c.name);
+                let status = match c.status.as_str() {
+                    "PASS" => Status::Pass,
+                    "SKIP" => Status::Skip,
+                    _ => Status::Fail,
+                };
+                let e = merged.entry(name.clone()).or_insert(TestResult {
+                    name,
+                    status,
+                    detail: String::new(),
+                });
+                if status == Status::Fail {
+                    e.status = Status::Fail;
+                    e.detail = "failed in at least one run (see the kernel log)".into();
+                }
+            }
+        }
+    }
+    Ok(merged.into_values().collect())
+}
+
+fn print_verdict(results: &[TestResult]) {
+    let (mut p, mut f, mut s) = (0, 0, 0);
+    for r in results {
+        match r.status {
+            Status::Pass => {
+                p += 1;
+                println!("ok      {}", r.name);
+            }
+            Status::Skip => {
+                s += 1;
+                println!("skipped {}", r.name);
+            }
+            Status::Fail => {
+                f += 1;
+                println!("FAILED  {}", r.name);
+                for l in r.detail.lines() {
+                    println!("        | {l}");
+                }
+            }
+        }
+    }
+    if s > 0 {
+        println!("{p} passed, {f} failed, {s} skipped");
+    } else {
+        println!("{p} passed, {f} failed");
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .chars()
+        .filter(|c| *c == '\n' || *c == '\t' || !c.is_control())
+        .collect()
+}
+
+/// JUnit XML for CI systems.
+pub fn junit_xml(results: &[TestResult]) -> String {
+    let failures = results.iter().filter(|r| r.status == Status::Fail).count();
+    let skipped = results.iter().filter(|r| r.status == Status::Skip).count();
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuite name=\"rust-kernel-modules\" tests=\"{}\" failures=\"{failures}\" skipped=\"{skipped}\">",
+        results.len()
+    );
+    for r in results {
+        let (class, name) = r.name.rsplit_once("::").unwrap_or(("", &r.name));
+        let _ = write!(
+            x,
+            "  <testcase classname=\"{}\" name=\"{}\"",
+            xml_escape(class),
+            xml_escape(name)
+        );
+        match r.status {
+            Status::Pass => x.push_str("/>\n"),
+            Status::Skip => x.push_str("><skipped/></testcase>\n"),
+            Status::Fail => {
+                let _ = writeln!(
+                    x,
+                    "><failure message=\"failed\">{}</failure></testcase>",
+                    xml_escape(&r.detail)
+                );
+            }
+        }
+    }
+    x.push_str("</testsuite>\n");
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OUT: &str = "\
+running 3 tests
+test load_and_unload ... ok
+test bad_param ... FAILED
+test slow ... ignored, needs debug kernel
+
+failures:
+
+---- bad_param stdout ----
+
+thread 'bad_param' panicked at guest/tests/x.rs:10:5:
+assertion `left == right` failed
+  left: Err(EINVAL(22))
+ right: Ok(())
+
+failures:
+    bad_param
+
+test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s
+";
+
+    #[test]
+    fn libtest_lines_and_failure_details() {
+        let r = parse_libtest("x", OUT, 101);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].name, "x::load_and_unload");
+        assert_eq!(r[0].status, Status::Pass);
+        assert_eq!(r[1].status, Status::Fail);
+        assert!(r[1].detail.contains("left: Err(EINVAL(22))"), "{}", r[1].detail);
+        assert_eq!(r[2].status, Status::Skip);
+    }
+
+    #[test]
+    fn crashed_binary_is_a_failure() {
+        let r = parse_libtest("x", "running 1 test\ntest a ... ", 139);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].name, "x::(binary)");
+        assert_eq!(r[0].status, Status::Fail);
+        assert!(r[0].detail.contains("139"));
+    }
+
+    #[test]
+    fn sections_are_split() {
+        let res = "XTASK-BOOTED 7\nXTASK-BEGIN a\ntest t ... ok\nXTASK-END a 0\nXTASK-BEGIN b\nXTASK-END b 101\n";
+        let s = binary_sections(res);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0], ("a".into(), "test t ... ok\n".into(), 0));
+        assert_eq!(s[1].2, 101);
+    }
+
+    #[test]
+    fn junit_escapes_and_counts() {
+        let x = junit_xml(&[
+            TestResult {
+                name: "a::b".into(),
+                status: Status::Pass,
+                detail: String::new(),
+            },
+            TestResult {
+                name: "a::c".into(),
+                status: Status::Fail,
+                detail: "x < y & \"z\"".into(),
+            },
+        ]);
+        assert!(x.contains("tests=\"2\" failures=\"1\""));
+        assert!(x.contains("x &lt; y &amp; &quot;z&quot;"));
+        assert!(x.contains("classname=\"a\" name=\"c\""));
+    }
+}

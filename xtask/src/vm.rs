@@ -1,0 +1,403 @@
+//! `vm`: boot the test kernel in QEMU with an initramfs and a job script.
+//!
+//! Serial port 0 is the console (kernel messages and the job's output) and goes to
+//! `console.log` (and to the terminal for `run`); serial port 1 is the results channel that
+//! `/init` writes: markers around test binaries, the whole `dmesg`, and the exit status.
+//! TCG is the default; KVM is used only when a short probe boot under it succeeds.
+
+use crate::build::{self, Artifacts};
+use crate::initramfs;
+use crate::kernel::{self, Kernel, Profile};
+use crate::util;
+use anyhow::{bail, Context, Result};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the console is connected.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// Only to `console.log`.
+    Quiet,
+    /// Also to our stdout, read-only.
+    Show,
+    /// The terminal is the guest's console (interactive shell; `Ctrl-a x` quits QEMU).
+    Interactive,
+}
+
+/// What a boot left behind.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub console: String,
+    pub results: String,
+    /// `XTASK-EXIT` status of the job, if the guest got that far.
+    pub exit: Option<i32>,
+    pub dmesg: String,
+    pub secs: f64,
+    pub accel: String,
+}
+
+impl Outcome {
+    /// Last `n` console lines, for error messages.
+    pub fn console_tail(&self, n: usize) -> String {
+        let lines: Vec<&str> = self.console.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// Files of one boot.
+pub struct Boot<'a> {
+    pub kernel: &'a Kernel,
+    pub initramfs: PathBuf,
+    pub out_dir: PathBuf,
+    pub timeout: Duration,
+    pub console: Console,
+    pub smp: u32,
+    pub mem_mb: u32,
+    pub append: String,
+}
+
+fn accel_args(accel: &str) -> Vec<String> {
+    match accel {
+        "kvm" => vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()],
+        _ => vec!["-accel".into(), "tcg".into(), "-cpu".into(), "max".into()],
+    }
+}
+
+/// Decide between KVM and TCG; the probe result is cached per kernel build.
+pub fn choose_accel(k: &Kernel) -> String {
+    if let Ok(a) = std::env::var("RKM_ACCEL") {
+        return a;
+    }
+    if !Path::new("/dev/kvm").exists() {
+        return "tcg".into();
+    }
+    let cache = k.build.join("xtask-kvm-probe");
+    if let Ok(s) = std::fs::read_to_string(&cache) {
+        return s.trim().to_string();
+    }
+    // Boot with an init that does not exist: the kernel panics right after reaching
+    // userspace, and `panic=-1` + `-no-reboot` ends QEMU. Reaching that line proves KVM works.
+    let log = k.build.join("xtask-kvm-probe.log");
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args(accel_args("kvm"))
+        .args(["-m", "256", "-smp", "1", "-display", "none", "-no-reboot", "-monitor", "none"])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .arg("-kernel")
+        .arg(k.bzimage())
+        .args(["-append", "console=ttyS0 panic=-1 init=/nonexistent rdinit=/nonexistent"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let ok = match c.spawn() {
+        Ok(mut child) => {
+            let start = Instant::now();
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    _ if start.elapsed() > Duration::from_secs(15) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("Kernel panic")
+        }
+        Err(_) => false,
+    };
+    let accel = if ok { "kvm" } else { "tcg" };
+    eprintln!(
+        "vm: KVM probe boot {} -> using {}",
+        if ok { "succeeded" } else { "failed or hung" },
+        accel
+    );
+    let _ = std::fs::write(&cache, accel);
+    accel.into()
+}
+
+/// Boot and wait for the guest to power off (or the timeout).
+pub fn boot(b: &Boot) -> Result<Outcome> {
+    let _lock = util::lock("heavy")?;
+    std::fs::create_dir_all(&b.out_dir)?;
+    let console_log = b.out_dir.join("console.log");
+    let results_log = b.out_dir.join("results.log");
+    let _ = std::fs::remove_file(&console_log);
+    let _ = std::fs::remove_file(&results_log);
+    let accel = choose_accel(b.kernel);
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args(accel_args(&accel))
+        .args(["-m", &b.mem_mb.to_string(), "-smp", &b.smp.to_string()])
+        .args(["-display", "none", "-no-reboot", "-nodefaults"])
+        .arg("-kernel")
+        .arg(b.kernel.bzimage())
+        .arg("-initrd")
+        .arg(&b.initramfs)
+        .arg("-append")
+        .arg(&b.append);
+    match b.console {
+        Console::Quiet => {
+            c.arg("-chardev")
+                .arg(format!("file,id=con,path={}", console_log.display()))
+                .args(["-serial", "chardev:con", "-monitor", "none"]);
+            c.stdin(Stdio::null()).stdout(Stdio::null());
+        }
+        Console::Show => {
+            c.arg("-chardev")
+                .arg(format!(
+                    "stdio,id=con,signal=off,logfile={}",
+                    console_log.display()
+                ))
+                .args(["-serial", "chardev:con", "-monitor", "none"]);
+            c.stdin(Stdio::null());
+        }
+        Console::Interactive => {
+            c.arg("-chardev")
+                .arg(format!(
+                    "stdio,id=con,mux=on,signal=off,logfile={}",
+                    console_log.display()
+                ))
+                .args(["-serial", "chardev:con", "-mon", "chardev=con,mode=readline"]);
+        }
+    }
+    c.arg("-serial").arg(format!("file:{}", results_log.display()));
+    let start = Instant::now();
+    let mut child = c
+        .spawn()
+        .with_context(|| format!("starting `{}`", util::show(&c)))?;
+    let timed_out = loop {
+        if child.try_wait()?.is_some() {
+            break false;
+        }
+        // No timeout for an interactive session: the user ends it.
+        if b.console != Console::Interactive && start.elapsed() > b.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let console = String::from_utf8_lossy(&std::fs::read(&console_log).unwrap_or_default())
+        .replace('\r', "");
+    let results = String::from_utf8_lossy(&std::fs::read(&results_log).unwrap_or_default())
+        .replace('\r', "");
+    let mut o = Outcome {
+        exit: parse_exit(&results),
+        dmesg: section(&results, "XTASK-DMESG-BEGIN", "XTASK-DMESG-END").unwrap_or_default(),
+        console,
+        results,
+        secs: start.elapsed().as_secs_f64(),
+        accel,
+    };
+    if o.dmesg.is_empty() {
+        // The guest died before dumping its log: the console has the kernel's lines.
+        o.dmesg = o.console.clone();
+    }
+    if timed_out {
+        bail!(
+            "the guest did not finish within {} s (hang?); last console lines ({}):\n{}",
+            b.timeout.as_secs(),
+            console_log.display(),
+            o.console_tail(30)
+        );
+    }
+    if o.console.contains("Kernel panic") {
+        bail!(
+            "the guest kernel panicked; last console lines ({}):\n{}",
+            console_log.display(),
+            o.console_tail(40)
+        );
+    }
+    if o.exit.is_none() && b.console != Console::Interactive {
+        bail!(
+            "the guest stopped without reporting an exit status; last console lines ({}):\n{}",
+            console_log.display(),
+            o.console_tail(30)
+        );
+    }
+    Ok(o)
+}
+
+/// `XTASK-EXIT <n>` from the results channel.
+pub fn parse_exit(results: &str) -> Option<i32> {
+    results
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("XTASK-EXIT ")?.trim().parse().ok())
+}
+
+/// Text between two marker lines.
+pub fn section(text: &str, begin: &str, end: &str) -> Option<String> {
+    let start = text.find(&format!("{begin}\n"))? + begin.len() + 1;
+    let stop = text[start..].find(&format!("\n{end}")).map(|i| start + i)?;
+    Some(text[start..stop].to_string())
+}
+
+/// Quote a word for the guest's shell.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The demo job: load each module, show its messages, read each new device, unload.
+fn demo_job(modules: &[String], interactive: bool) -> String {
+    let mut j = String::from(
+        "ls /dev > /tmp/dev.before\n\
+         echo '== kernel:' $(uname -r)\n",
+    );
+    for m in modules {
+        j.push_str(&format!(
+            "n=$(dmesg | wc -l)\n\
+             if modprobe {m}; then echo \"== modprobe {m}: ok\"; else echo \"== modprobe {m}: FAILED ($?)\"; fi\n\
+             dmesg | tail -n +$((n+1)) | sed 's/^/   dmesg: /'\n"
+        ));
+    }
+    j.push_str(
+        "echo '== lsmod:'; lsmod\n\
+         ls /dev > /tmp/dev.after\n\
+         for d in $(grep -vxF -f /tmp/dev.before /tmp/dev.after); do\n\
+           echo \"== read /dev/$d:\"; timeout 2 head -c 200 /dev/$d < /dev/null 2>&1 | od -c | head -4\n\
+         done\n",
+    );
+    if interactive {
+        j.push_str(
+            "echo\necho '== Shell in the guest. Leave with `poweroff -f` (or Ctrl-a x to kill QEMU).'\n\
+             setsid cttyhack sh -l\n",
+        );
+    }
+    for m in modules.iter().rev() {
+        j.push_str(&format!(
+            "n=$(dmesg | wc -l)\n\
+             if rmmod {m} 2>/dev/null; then echo \"== rmmod {m}: ok\"; dmesg | tail -n +$((n+1)) | sed 's/^/   dmesg: /'; fi\n"
+        ));
+    }
+    j
+}
+
+/// `run`: build what is stale, boot, show the modules working or run `cmd`.
+pub fn run_command(
+    profile: Profile,
+    share: Option<&Path>,
+    load: bool,
+    timeout: u64,
+    cmd: &[String],
+) -> Result<i32> {
+    let k = kernel::ensure(profile, false)?;
+    let art = build::build_all(&k)?;
+    let modules = initramfs::module_names(&art);
+    let interactive = cmd.is_empty() && std::io::stdin().is_terminal();
+    let job = if cmd.is_empty() {
+        demo_job(&modules, interactive)
+    } else {
+        let mut j = String::new();
+        if load {
+            for m in &modules {
+                j.push_str(&format!("modprobe {m} || echo 'modprobe {m} failed'\n"));
+            }
+        }
+        let words: Vec<String> = cmd.iter().map(|w| shell_quote(w)).collect();
+        j.push_str(&words.join(" "));
+        j.push('\n');
+        j
+    };
+    let out_dir = util::target_dir().join("vm").join(profile.name());
+    let initramfs = initramfs::create(&k, &art, &job, share, &out_dir)?;
+    let b = Boot {
+        kernel: &k,
+        initramfs,
+        out_dir: out_dir.clone(),
+        timeout: Duration::from_secs(timeout),
+        console: if interactive {
+            Console::Interactive
+        } else {
+            Console::Show
+        },
+        smp: 2,
+        mem_mb: 1024,
+        append: "console=ttyS0 panic=-1 quiet".into(),
+    };
+    eprintln!("vm: booting {} ({})", k.bzimage().display(), k.release()?);
+    let o = boot(&b)?;
+    eprintln!(
+        "vm: {} in {:.1} s, {}; console log {}",
+        match o.exit {
+            Some(c) => format!("guest exited {c}"),
+            None => "guest powered off".into(),
+        },
+        o.secs,
+        o.accel,
+        out_dir.join("console.log").display()
+    );
+    let reports = crate::logscan::scan(&o.dmesg);
+    if !reports.is_empty() {
+        eprintln!("vm: the kernel log has {} report(s):", reports.len());
+        for r in &reports {
+            eprintln!("{}", r.text);
+        }
+        return Ok(o.exit.unwrap_or(0).max(1));
+    }
+    Ok(o.exit.unwrap_or(0))
+}
+
+/// Kernel command line for test boots.
+pub fn test_append() -> String {
+    "console=ttyS0 panic=-1 quiet".into()
+}
+
+/// Everything needed to boot an artifact set with a job; used by `test` and friends.
+pub fn boot_job(
+    k: &Kernel,
+    art: &Artifacts,
+    job: &str,
+    name: &str,
+    timeout: u64,
+) -> Result<Outcome> {
+    let out_dir = util::target_dir().join("vm").join(format!("{}-{name}", k.profile.name()));
+    let initramfs = initramfs::create(k, art, job, None, &out_dir)?;
+    boot(&Boot {
+        kernel: k,
+        initramfs,
+        out_dir,
+        timeout: Duration::from_secs(timeout),
+        console: Console::Quiet,
+        smp: 2,
+        mem_mb: 1024,
+        append: test_append(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_and_sections() {
+        let r = "XTASK-BOOTED 7.3.4\nXTASK-DMESG-BEGIN\n[ 0.1] a\n[ 0.2] b\nXTASK-DMESG-END\nXTASK-EXIT 3\n";
+        assert_eq!(parse_exit(r), Some(3));
+        assert_eq!(
+            section(r, "XTASK-DMESG-BEGIN", "XTASK-DMESG-END").as_deref(),
+            Some("[ 0.1] a\n[ 0.2] b")
+        );
+        assert_eq!(parse_exit("XTASK-BOOTED\n"), None);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("ls"), "ls");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
