@@ -117,16 +117,43 @@ pub mod kmod {
         }
     }
 
-    /// `modinfo -F field` of the module file, one value per line.
+    /// Values of `field` in the module file's `.modinfo` section (like `modinfo -F field`;
+    /// busybox's modinfo does not print every field, so the ELF section is read directly).
     pub fn modinfo(name: &str, field: &str) -> Vec<String> {
-        let out = std::process::Command::new("modinfo")
-            .args(["-F", field, &path(name)])
-            .output()
-            .expect("busybox modinfo");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
+        let data = std::fs::read(path(name)).expect("read module file");
+        modinfo_entries(&data)
+            .into_iter()
+            .filter_map(|(k, v)| (k == field).then_some(v))
             .collect()
+    }
+
+    /// All `key=value` entries of an ELF64 little-endian object's `.modinfo` section.
+    pub fn modinfo_entries(elf: &[u8]) -> Vec<(String, String)> {
+        let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+        let u64_at = |o: usize| u64::from_le_bytes(elf[o..o + 8].try_into().unwrap()) as usize;
+        if elf.len() < 64 || &elf[..4] != b"\x7fELF" {
+            return Vec::new();
+        }
+        let (shoff, shentsize, shnum, shstrndx) =
+            (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+        let sh = |i: usize| shoff + i * shentsize;
+        let strtab = u64_at(sh(shstrndx) + 0x18);
+        for i in 0..shnum {
+            let name_off = u32::from_le_bytes(elf[sh(i)..sh(i) + 4].try_into().unwrap()) as usize;
+            let name_end = elf[strtab + name_off..].iter().position(|&b| b == 0).unwrap_or(0);
+            if &elf[strtab + name_off..strtab + name_off + name_end] != b".modinfo" {
+                continue;
+            }
+            let (off, size) = (u64_at(sh(i) + 0x18), u64_at(sh(i) + 0x20));
+            return elf[off..off + size]
+                .split(|&b| b == 0)
+                .filter_map(|e| {
+                    let e = String::from_utf8_lossy(e);
+                    e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect();
+        }
+        Vec::new()
     }
 
     /// A loaded module, unloaded on drop (so a failing assertion leaves nothing behind).

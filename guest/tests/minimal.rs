@@ -14,7 +14,7 @@ fn load_and_unload_print_in_order() {
     let lines: Vec<String> = log
         .lines()
         .into_iter()
-        .filter(|l| l.starts_with("minimal: "))
+        .filter(|l| l.starts_with("minimal: Minimal Rust module"))
         .collect();
     assert_eq!(
         lines,
