@@ -135,7 +135,13 @@ fn doctor() -> Result<()> {
     if bad == 0 {
         let ksrc = ksrc.expect("checked above");
         match toolchain::rustavailable(&tc, &ksrc) {
-            Ok(out) => println!("ok      make rustavailable                       {}", out.trim()),
+            Ok(out) => {
+                let line = out
+                    .lines()
+                    .find(|l| l.contains("Rust is available"))
+                    .unwrap_or("Rust is available");
+                println!("ok      {:<40} {line}", "make rustavailable");
+            }
             Err(e) => {
                 bad += 1;
                 println!("MISSING make rustavailable: {e:#}");
