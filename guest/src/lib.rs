@@ -287,6 +287,12 @@ pub fn mode_of(path: &str) -> io::Result<u32> {
     Ok(std::fs::metadata(path)?.permissions().mode() & 0o7777)
 }
 
+/// Is this the debug-profile kernel (KASAN, kmemleak, lockdep)? Tests size their
+/// workloads down there.
+pub fn is_debug_kernel() -> bool {
+    std::path::Path::new("/sys/kernel/debug/kmemleak").exists()
+}
+
 /// Run a shell command in the guest, returning (exit code, stdout+stderr).
 pub fn sh(cmd: &str) -> (i32, String) {
     let out = std::process::Command::new("sh")

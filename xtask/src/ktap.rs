@@ -178,4 +178,25 @@ mod tests {
         assert_eq!(builtin[0].status, "PASS");
         std::fs::remove_dir_all(&work).ok();
     }
+
+    /// The real log of a clean boot of the test kernel: the built-in suites parse, all pass.
+    #[test]
+    fn real_boot_log_builtin_suites() {
+        let Some(ksrc) = crate::setup::kernel_src() else {
+            eprintln!("no kernel source: skipping the kunit.py round trip");
+            return;
+        };
+        let log = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clean-boot.log"),
+        )
+        .unwrap();
+        let docs = split_documents(&log);
+        assert!(docs[0].builtin);
+        let work = std::env::temp_dir().join(format!("ktap-real-{}", std::process::id()));
+        let cases = parse_document(&ksrc, &docs[0], &work, 0).unwrap();
+        assert!(cases.len() > 300, "{} cases", cases.len());
+        assert!(cases.iter().all(|c| c.status == "PASS"));
+        assert!(cases.iter().any(|c| c.suite == "rust_doctests_kernel"));
+        std::fs::remove_dir_all(&work).ok();
+    }
 }

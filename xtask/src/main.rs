@@ -5,6 +5,7 @@
 //! `initramfs`, `vm` (QEMU), `report` (test verdicts) and its parsers `ktap`, `logscan`.
 
 mod build;
+mod fuzz;
 mod initramfs;
 mod kernel;
 mod ktap;
@@ -67,6 +68,17 @@ enum Cmd {
         #[arg(last = true)]
         cmd: Vec<String>,
     },
+    /// Run the seeded in-guest syscall fuzzer over every device of the modules.
+    Fuzz {
+        #[arg(long, value_enum, default_value = "default")]
+        profile: Profile,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 4)]
+        workers: u64,
+    },
     /// Boot the kernel and run every test inside it; prints `N passed, N failed`.
     Test {
         #[arg(long, value_enum, default_value = "default")]
@@ -99,6 +111,12 @@ fn main() {
             let code = vm::run_command(profile, share.as_deref(), load, timeout, &cmd)?;
             std::process::exit(code)
         }),
+        Cmd::Fuzz {
+            profile,
+            seconds,
+            seed,
+            workers,
+        } => ensure_ready().and_then(|_| fuzz::fuzz(profile, seconds, seed, workers)),
         Cmd::Test {
             profile,
             filter,

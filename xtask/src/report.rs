@@ -143,7 +143,15 @@ fn test_job(art: &Artifacts, kunit_modules: &[String], filter: Option<&str>) -> 
              [ $r = 0 ] || rc=1"
         );
     }
-    j.push_str("exit $rc\n");
+    // Debug kernel: force a kmemleak scan after everything ran and report what it found.
+    j.push_str(
+        "K=/sys/kernel/debug/kmemleak\n\
+         if [ -e $K ]; then\n\
+           echo scan > $K; sleep 1; echo scan > $K\n\
+           { echo XTASK-KMEMLEAK-BEGIN; cat $K; echo XTASK-KMEMLEAK-END; } > $R\n\
+         fi\n\
+         exit $rc\n",
+    );
     j
 }
 
@@ -205,6 +213,17 @@ pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool
             .collect::<Vec<_>>()
             .join("\n\n"),
     });
+    if let Some(leaks) = vm::section(&o.results, "XTASK-KMEMLEAK-BEGIN", "XTASK-KMEMLEAK-END") {
+        results.push(TestResult {
+            name: "kernel::kmemleak_scan_is_empty".into(),
+            status: if leaks.trim().is_empty() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            detail: leaks.lines().take(60).collect::<Vec<_>>().join("\n"),
+        });
+    }
     if let Some(f) = filter {
         // libtest already filtered inside binaries selected by the filter; filter the rest.
         results.retain(|r| r.name.contains(f) || r.name.starts_with("kernel::"));

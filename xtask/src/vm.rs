@@ -231,11 +231,18 @@ pub fn parse_exit(results: &str) -> Option<i32> {
         .find_map(|l| l.trim().strip_prefix("XTASK-EXIT ")?.trim().parse().ok())
 }
 
-/// Text between two marker lines.
+/// Text between two marker lines (empty when they are adjacent; `None` without both).
 pub fn section(text: &str, begin: &str, end: &str) -> Option<String> {
-    let start = text.find(&format!("{begin}\n"))? + begin.len() + 1;
-    let stop = text[start..].find(&format!("\n{end}")).map(|i| start + i)?;
-    Some(text[start..stop].to_string())
+    let mut lines = text.lines();
+    lines.by_ref().find(|l| l.trim_end() == begin)?;
+    let mut body = Vec::new();
+    for l in lines {
+        if l.trim_end() == end {
+            return Some(body.join("\n"));
+        }
+        body.push(l);
+    }
+    None
 }
 
 /// Quote a word for the guest's shell.
@@ -391,6 +398,8 @@ mod tests {
             Some("[ 0.1] a\n[ 0.2] b")
         );
         assert_eq!(parse_exit("XTASK-BOOTED\n"), None);
+        assert_eq!(section("A\nB\n", "A", "B").as_deref(), Some(""));
+        assert_eq!(section("A\nx\n", "A", "B"), None);
     }
 
     #[test]
