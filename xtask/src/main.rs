@@ -4,6 +4,7 @@
 //! source), `kernel` (configure + build, cached), `build` (modules + guest binaries),
 //! `initramfs`, `vm` (QEMU), `report` (test verdicts) and its parsers `ktap`, `logscan`.
 
+mod bench;
 mod build;
 mod fuzz;
 mod initramfs;
@@ -68,6 +69,14 @@ enum Cmd {
         #[arg(last = true)]
         cmd: Vec<String>,
     },
+    /// Benchmark rfifo against its C twin and the kernel's FIFO (figures, not tests).
+    Bench {
+        #[arg(long, value_enum, default_value = "default")]
+        profile: Profile,
+        /// Interleaved rounds per case.
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
     /// Run the seeded in-guest syscall fuzzer over every device of the modules.
     Fuzz {
         #[arg(long, value_enum, default_value = "default")]
@@ -111,6 +120,7 @@ fn main() {
             let code = vm::run_command(profile, share.as_deref(), load, timeout, &cmd)?;
             std::process::exit(code)
         }),
+        Cmd::Bench { profile, rounds } => ensure_ready().and_then(|_| bench::bench(profile, rounds)),
         Cmd::Fuzz {
             profile,
             seconds,

@@ -1,0 +1,207 @@
+//! `fifobench`: the in-guest benchmark behind `cargo xtask bench`.
+//!
+//! For each write size (64 B, 4 KiB, 64 KiB, 1 MiB) one writer process and one reader
+//! process move a fixed amount of data through `/dev/rfifo0`, `/dev/cfifo0` and a named FIFO
+//! (`mkfifo`, the kernel's pipe code), in interleaved rounds (ABC ABC ...). Then a 1-byte
+//! ping-pong between two processes over two devices of each kind, and insmod+rmmod time of
+//! each module. Prints one JSON object on stdout (a line starting with `BENCH-JSON `).
+
+use std::ffi::CString;
+use std::time::Instant;
+
+const SIZES: &[usize] = &[64, 4096, 65536, 1 << 20];
+
+fn total_for(size: usize) -> usize {
+    match size {
+        64 => 4 << 20,
+        4096 => 64 << 20,
+        _ => 128 << 20,
+    }
+}
+
+fn open(path: &str, flags: i32) -> i32 {
+    let c = CString::new(path).unwrap();
+    // SAFETY: valid path string.
+    let fd = unsafe { libc::open(c.as_ptr(), flags) };
+    assert!(fd >= 0, "open {path}: {}", std::io::Error::last_os_error());
+    fd
+}
+
+fn write_all(fd: i32, buf: &[u8]) {
+    let mut off = 0;
+    while off < buf.len() {
+        // SAFETY: buf[off..] is valid for reads.
+        let n = unsafe { libc::write(fd, buf[off..].as_ptr().cast(), buf.len() - off) };
+        assert!(n > 0, "write: {}", std::io::Error::last_os_error());
+        off += n as usize;
+    }
+}
+
+fn read_some(fd: i32, buf: &mut [u8]) -> usize {
+    // SAFETY: buf is valid for writes of its length.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(n >= 0, "read: {}", std::io::Error::last_os_error());
+    n as usize
+}
+
+/// MB/s for `size`-byte writes of `total` bytes through `path`, writer in a child process.
+fn throughput(path: &str, size: usize, total: usize) -> f64 {
+    // SAFETY: fork in a single-threaded program.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let fd = open(path, libc::O_WRONLY);
+        let buf = vec![0x5au8; size];
+        for _ in 0..total / size {
+            write_all(fd, &buf);
+        }
+        // SAFETY: leaving the child.
+        unsafe { libc::_exit(0) };
+    }
+    let fd = open(path, libc::O_RDONLY);
+    let mut buf = vec![0u8; size];
+    let start = Instant::now();
+    let mut got = 0;
+    loop {
+        let n = read_some(fd, &mut buf);
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    // SAFETY: closing our fd and reaping our child.
+    unsafe {
+        libc::close(fd);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    assert_eq!(got, total, "{path}: bytes moved");
+    total as f64 / secs / 1e6
+}
+
+/// Round-trip time in microseconds for 1-byte ping-pong over `a` and `b`.
+fn pingpong(a: &str, b: &str, rounds: usize) -> f64 {
+    // SAFETY: fork in a single-threaded program.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let rd = open(a, libc::O_RDONLY);
+        let wr = open(b, libc::O_WRONLY);
+        let mut c = [0u8; 1];
+        for _ in 0..rounds {
+            assert_eq!(read_some(rd, &mut c), 1);
+            write_all(wr, &c);
+        }
+        // SAFETY: leaving the child.
+        unsafe { libc::_exit(0) };
+    }
+    let wr = open(a, libc::O_WRONLY);
+    let rd = open(b, libc::O_RDONLY);
+    let mut c = [1u8; 1];
+    let start = Instant::now();
+    for _ in 0..rounds {
+        write_all(wr, &c);
+        assert_eq!(read_some(rd, &mut c), 1);
+    }
+    let us = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    // SAFETY: closing our fds and reaping our child.
+    unsafe {
+        libc::close(wr);
+        libc::close(rd);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    us
+}
+
+/// Average insmod+rmmod time of `module` in milliseconds over `n` cycles.
+fn load_cycle_ms(module: &str, n: usize) -> f64 {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let path = format!("/lib/modules/{}/extra/{module}.ko", rel.trim());
+    let name = CString::new(module).unwrap();
+    let empty = CString::new("").unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        let f = std::fs::File::open(&path).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: valid fd and strings.
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), 0) };
+        assert_eq!(r, 0, "insmod {module}: {}", std::io::Error::last_os_error());
+        // SAFETY: valid string.
+        let r = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
+        assert_eq!(r, 0, "rmmod {module}: {}", std::io::Error::last_os_error());
+    }
+    start.elapsed().as_secs_f64() * 1e3 / n as f64
+}
+
+fn median_spread(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn json_stats(v: &mut [f64]) -> String {
+    let (m, lo, hi) = median_spread(v);
+    format!("{{\"median\":{m:.3},\"min\":{lo:.3},\"max\":{hi:.3},\"runs\":{:?}}}", v)
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
+    for p in ["/tmp/bench.fifo", "/tmp/bench2.fifo"] {
+        let _ = std::fs::remove_file(p);
+        let c = CString::new(p).unwrap();
+        // SAFETY: valid path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+    let kinds: [(&str, &str, &str); 3] = [
+        ("rfifo", "/dev/rfifo0", "/dev/rfifo1"),
+        ("cfifo", "/dev/cfifo0", "/dev/cfifo1"),
+        ("fifo", "/tmp/bench.fifo", "/tmp/bench2.fifo"),
+    ];
+    let mut out = String::from("{\"throughput_mbs\":{");
+    for (si, &size) in SIZES.iter().enumerate() {
+        let mut runs: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+        for _ in 0..rounds {
+            for (ki, (_, path, _)) in kinds.iter().enumerate() {
+                runs[ki].push(throughput(path, size, total_for(size)));
+            }
+        }
+        out.push_str(&format!("{}\"{size}\":{{", if si > 0 { "," } else { "" }));
+        for (ki, (name, _, _)) in kinds.iter().enumerate() {
+            let sep = if ki > 0 { "," } else { "" };
+            out.push_str(&format!("{sep}\"{name}\":{}", json_stats(&mut runs[ki])));
+        }
+        out.push('}');
+        eprintln!("fifobench: size {size} done");
+    }
+    out.push_str("},\"pingpong_us\":{");
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    for _ in 0..rounds {
+        for (ki, (_, a, b)) in kinds.iter().enumerate() {
+            runs[ki].push(pingpong(a, b, 5000));
+        }
+    }
+    for (ki, (name, _, _)) in kinds.iter().enumerate() {
+        let sep = if ki > 0 { "," } else { "" };
+        out.push_str(&format!("{sep}\"{name}\":{}", json_stats(&mut runs[ki])));
+    }
+    out.push_str("},\"load_unload_ms\":{");
+    // The modules are loaded by the job; unload them to time load cycles, then reload.
+    let mods = ["rfifo", "cfifo", "minimal"];
+    for m in mods {
+        let n = CString::new(m).unwrap();
+        // SAFETY: valid string.
+        unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };
+    }
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); mods.len()];
+    for _ in 0..rounds {
+        for (i, m) in mods.iter().enumerate() {
+            runs[i].push(load_cycle_ms(m, 20));
+        }
+    }
+    for (i, m) in mods.iter().enumerate() {
+        let sep = if i > 0 { "," } else { "" };
+        out.push_str(&format!("{sep}\"{m}\":{}", json_stats(&mut runs[i])));
+    }
+    out.push_str(&format!("}},\"rounds\":{rounds}}}"));
+    println!("BENCH-JSON {out}");
+}
