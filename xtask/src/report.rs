@@ -65,7 +65,7 @@ pub fn parse_libtest(bin: &str, out: &str, rc: i32) -> Vec<TestResult> {
             current = Some(format!("{bin}::{n}"));
             continue;
         }
-        if line == "failures:" || line.starts_with("test result:") {
+        if line == "failures:" || line == "successes:" || line.starts_with("test result:") {
             current = None;
             continue;
         }
@@ -138,7 +138,7 @@ fn test_job(art: &Artifacts, kunit_modules: &[String], filter: Option<&str>) -> 
         let _ = writeln!(
             j,
             "echo 'XTASK-BEGIN {name}' > $R\n\
-             /tests/{name} --test-threads=1 {arg} > $R 2>&1; r=$?\n\
+             /tests/{name} --test-threads=1 --show-output {arg} > $R 2>&1; r=$?\n\
              echo 'XTASK-END {name} '$r > $R\n\
              [ $r = 0 ] || rc=1"
         );
@@ -232,10 +232,8 @@ pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool
     std::fs::create_dir_all(&dir)?;
     let junit = dir.join(format!("junit-{}.xml", profile.name()));
     std::fs::write(&junit, junit_xml(&results))?;
-    std::fs::write(
-        dir.join(format!("kernel-{}.log", profile.name())),
-        &o.dmesg,
-    )?;
+    std::fs::write(dir.join(format!("kernel-{}.log", profile.name())), &o.dmesg)?;
+    std::fs::write(dir.join(format!("results-{}.log", profile.name())), &o.results)?;
     print_verdict(&results);
     eprintln!(
         "test: guest {:.1} s ({}), total {:.1} s; JUnit {}; kernel log {}",
