@@ -140,7 +140,10 @@ pub mod kmod {
         let strtab = u64_at(sh(shstrndx) + 0x18);
         for i in 0..shnum {
             let name_off = u32::from_le_bytes(elf[sh(i)..sh(i) + 4].try_into().unwrap()) as usize;
-            let name_end = elf[strtab + name_off..].iter().position(|&b| b == 0).unwrap_or(0);
+            let name_end = elf[strtab + name_off..]
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(0);
             if &elf[strtab + name_off..strtab + name_off + name_end] != b".modinfo" {
                 continue;
             }
@@ -149,7 +152,8 @@ pub mod kmod {
                 .split(|&b| b == 0)
                 .filter_map(|e| {
                     let e = String::from_utf8_lossy(e);
-                    e.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+                    e.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
                 })
                 .collect();
         }

@@ -8,9 +8,15 @@ fn load_and_unload_print_in_order() {
     kmod::ensure_unloaded("minimal");
     let mut log = Kmsg::new();
     kmod::load("minimal", "").expect("insmod minimal");
-    assert!(is_loaded("minimal"), "/proc/modules lists minimal while loaded");
+    assert!(
+        is_loaded("minimal"),
+        "/proc/modules lists minimal while loaded"
+    );
     kmod::unload("minimal").expect("rmmod minimal");
-    assert!(!is_loaded("minimal"), "/proc/modules does not list minimal after rmmod");
+    assert!(
+        !is_loaded("minimal"),
+        "/proc/modules does not list minimal after rmmod"
+    );
     let lines: Vec<String> = log
         .lines()
         .into_iter()
@@ -41,7 +47,10 @@ fn messages_are_info_level() {
 #[test]
 fn modinfo_shows_metadata() {
     assert_eq!(kmod::modinfo("minimal", "license"), ["GPL"]);
-    assert_eq!(kmod::modinfo("minimal", "author"), ["Rust kernel modules workbench"]);
+    assert_eq!(
+        kmod::modinfo("minimal", "author"),
+        ["Rust kernel modules workbench"]
+    );
     assert_eq!(
         kmod::modinfo("minimal", "description"),
         ["Minimal Rust kernel module (chapter: Minimal module)"]

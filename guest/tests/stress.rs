@@ -70,7 +70,10 @@ fn run(path: &str) -> usize {
         let p = path.to_string();
         let b = barrier.clone();
         readers.push(std::thread::spawn(move || {
-            let mut f = OpenOptions::new().read(true).open(&p).expect("open for read");
+            let mut f = OpenOptions::new()
+                .read(true)
+                .open(&p)
+                .expect("open for read");
             b.wait();
             let mut seen = Seen {
                 records: Vec::new(),
@@ -102,7 +105,10 @@ fn run(path: &str) -> usize {
         let p = path.to_string();
         let b = barrier.clone();
         writers.push(std::thread::spawn(move || {
-            let mut f = OpenOptions::new().write(true).open(&p).expect("open for write");
+            let mut f = OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .expect("open for write");
             b.wait();
             let mut buf = [0u8; RECORD];
             for s in 0..per_writer as u32 {
@@ -169,7 +175,12 @@ fn stress_kernel_fifo_reference() {
     let _ = std::fs::remove_file(path);
     let c = std::ffi::CString::new(path).unwrap();
     // SAFETY: valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "{:?}", Errno::last());
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "{:?}",
+        Errno::last()
+    );
     with_timeout(move || run(path));
 }
 

@@ -14,7 +14,11 @@ pub fn bench(profile: Profile, rounds: u32) -> Result<()> {
     let k = kernel::ensure(profile, false)?;
     let modules = build::build_modules(&k, None)?;
     let (tests, bins) = build::build_guest(true)?;
-    let art = Artifacts { modules, tests, bins };
+    let art = Artifacts {
+        modules,
+        tests,
+        bins,
+    };
     for m in ["rfifo", "cfifo"] {
         if !art.modules.iter().any(|p| build::module_name(p) == m) {
             bail!("module {m} is not built; the benchmark needs rfifo and cfifo");
@@ -44,7 +48,10 @@ pub fn bench(profile: Profile, rounds: u32) -> Result<()> {
                 .and_then(|l| l.split_whitespace().nth(3))
                 .and_then(|d| d.parse().ok())
                 .unwrap_or(0);
-            sizes.insert(name, serde_json::json!({"file_bytes": file, "text_data_bss": dec}));
+            sizes.insert(
+                name,
+                serde_json::json!({"file_bytes": file, "text_data_bss": dec}),
+            );
         }
     }
     v["ko_sizes"] = Value::Object(sizes);
@@ -78,7 +85,10 @@ pub fn table(v: &Value) -> String {
     let c = &v["conditions"];
     s.push_str(&format!(
         "fifo benchmark: {} rounds ABC-interleaved, median (min-max); {} {} vCPUs, kernel {}\n\n",
-        v["rounds"], c["accel"].as_str().unwrap_or("?"), c["vcpus"], c["kernel"].as_str().unwrap_or("?")
+        v["rounds"],
+        c["accel"].as_str().unwrap_or("?"),
+        c["vcpus"],
+        c["kernel"].as_str().unwrap_or("?")
     ));
     s.push_str("| write size | rfifo MB/s | cfifo MB/s | FIFO MB/s | Rust/C | Rust/FIFO |\n");
     s.push_str("|---:|---:|---:|---:|---:|---:|\n");
@@ -151,7 +161,10 @@ mod tests {
         )
         .unwrap();
         let t = table(&v);
-        assert!(t.contains("| 64 B | 100 (90-110) | 50 (40-60) | 200 (1-2) | 2.00 | 0.50 |"), "{t}");
+        assert!(
+            t.contains("| 64 B | 100 (90-110) | 50 (40-60) | 200 (1-2) | 2.00 | 0.50 |"),
+            "{t}"
+        );
         assert!(t.contains("Rust/C time ratio 0.50"), "{t}");
     }
 }

@@ -24,9 +24,9 @@ pub struct Artifacts {
     pub bins: Vec<(String, PathBuf)>,
 }
 
-/// Output directory for a module source dir (`MO=`), so the tree stays clean.
-fn module_out(k: &Kernel, dir: &str) -> PathBuf {
-    util::target_dir().join("kmod").join(k.profile.name()).join(dir)
+/// Output directory for the module source dirs (`MO=<this>/<dir>`), so the tree stays clean.
+fn module_out(k: &Kernel) -> PathBuf {
+    util::target_dir().join("kmod").join(k.profile.name())
 }
 
 /// Build everything.
@@ -46,26 +46,37 @@ pub fn build_all(k: &Kernel) -> Result<Artifacts> {
     })
 }
 
-/// `make -C <build> M=<dir> MO=<out> modules` for every module dir; `kdir` overrides the
-/// kernel build directory (e.g. a host's `/lib/modules/$(uname -r)/build`).
+/// `make -C <build> M=<dir> MO=<out> modules` for every module dir of the test kernel `k`.
 pub fn build_modules(k: &Kernel, extra: Option<&[&str]>) -> Result<Vec<PathBuf>> {
+    let vars = Toolchain::find().make_vars();
+    build_modules_in(&k.build, &module_out(k), &vars, extra.unwrap_or(&[]))
+}
+
+/// The same against any kernel build tree `kdir` (e.g. a host's
+/// `/lib/modules/$(uname -r)/build`) with the `make` variables `vars`, into `out_root/<dir>`.
+pub fn build_modules_in(
+    kdir: &Path,
+    out_root: &Path,
+    vars: &[String],
+    extra: &[&str],
+) -> Result<Vec<PathBuf>> {
     let _lock = util::lock("modules")?;
-    let tc = Toolchain::find();
     let mut kos = Vec::new();
     for dir in MODULE_DIRS {
         let src = util::repo_root().join(dir);
         if !src.join("Kbuild").exists() {
             continue;
         }
-        let out = module_out(k, dir);
+        let out = out_root.join(dir);
         std::fs::create_dir_all(&out)?;
-        let mut c = tc.kmake();
+        let mut c = Command::new("make");
+        c.args(vars).env("LIBCLANG_PATH", "/usr/lib/llvm-19/lib");
         c.arg("-C")
-            .arg(&k.build)
+            .arg(kdir)
             .arg(format!("M={}", src.display()))
             .arg(format!("MO={}", out.display()))
             .arg(format!("-j{}", jobs()))
-            .args(extra.unwrap_or(&[]))
+            .args(extra)
             .arg("modules");
         run_logged(&mut c, &out.join("build.log"), &format!("make M={dir}"))?;
         collect_kos(&out, &mut kos)?;
@@ -103,9 +114,12 @@ fn collect_kos(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// `(name, executable)` pairs.
+pub type Named = Vec<(String, PathBuf)>;
+
 /// The guest crate's libtest binaries (`guest/tests/*.rs`) and helper programs
 /// (`guest/src/bin/*.rs`), statically linked.
-pub fn build_guest(release: bool) -> Result<(Vec<(String, PathBuf)>, Vec<(String, PathBuf)>)> {
+pub fn build_guest(release: bool) -> Result<(Named, Named)> {
     let tests = cargo_artifacts(&["test", "--no-run", "--tests"], release, true)?;
     let bins = cargo_artifacts(&["build", "--bins"], release, false)?;
     Ok((tests, bins))
@@ -113,7 +127,11 @@ pub fn build_guest(release: bool) -> Result<(Vec<(String, PathBuf)>, Vec<(String
 
 /// Run cargo on the guest crate for the guest target; return `(target name, executable)`
 /// of the test (`want_tests`) or bin artifacts.
-fn cargo_artifacts(args: &[&str], release: bool, want_tests: bool) -> Result<Vec<(String, PathBuf)>> {
+fn cargo_artifacts(
+    args: &[&str],
+    release: bool,
+    want_tests: bool,
+) -> Result<Vec<(String, PathBuf)>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut c = Command::new(cargo);
     c.current_dir(util::repo_root())

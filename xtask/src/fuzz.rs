@@ -19,14 +19,27 @@ pub fn fuzz(profile: Profile, seconds: u64, seed: u64, workers: u64) -> Result<(
          echo \"fuzzing: $devs\"\n\
          kfuzz --seed {seed} --seconds {seconds} --workers {workers} $devs\n"
     ));
-    eprintln!("fuzz: seed {seed}, {seconds} s, {workers} workers, profile {}", profile.name());
+    eprintln!(
+        "fuzz: seed {seed}, {seconds} s, {workers} workers, profile {}",
+        profile.name()
+    );
     let o = vm::boot_job(&k, &art, &job, "fuzz", seconds + 300)?;
     let ops: u64 = o
         .console
         .lines()
-        .filter_map(|l| l.split("ran ").nth(1)?.strip_suffix(" ops")?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.split("ran ")
+                .nth(1)?
+                .strip_suffix(" ops")?
+                .parse::<u64>()
+                .ok()
+        })
         .sum();
-    for l in o.console.lines().filter(|l| l.starts_with("kfuzz:") || l.starts_with("fuzzing:")) {
+    for l in o
+        .console
+        .lines()
+        .filter(|l| l.starts_with("kfuzz:") || l.starts_with("fuzzing:"))
+    {
         println!("{l}");
     }
     let reports = logscan::scan(&o.dmesg);

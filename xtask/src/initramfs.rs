@@ -59,32 +59,56 @@ pub fn create(
     for ko in &art.modules {
         std::fs::copy(ko, extra.join(ko.file_name().unwrap()))?;
     }
-    for f in ["modules.builtin", "modules.builtin.modinfo", "modules.order"] {
+    for f in [
+        "modules.builtin",
+        "modules.builtin.modinfo",
+        "modules.order",
+    ] {
         let src = k.build.join(f);
         if src.exists() {
             std::fs::copy(&src, staging.join(&moddir_rel).join(f))?;
         }
     }
-    run(Command::new("depmod")
-        .arg("-b")
-        .arg(&staging)
-        .arg(&release))
-    .context("depmod for the initramfs")?;
+    run(Command::new("depmod").arg("-b").arg(&staging).arg(&release))
+        .context("depmod for the initramfs")?;
     std::fs::write(staging.join("init"), INIT)?;
     std::fs::write(staging.join("job"), job)?;
 
     let mut spec = String::new();
     for d in [
-        "/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/proc", "/sys", "/dev", "/tmp", "/etc",
-        "/etc/xtask", "/lib", "/lib/modules", "/root", "/tests", "/host", "/run",
+        "/bin",
+        "/sbin",
+        "/usr",
+        "/usr/bin",
+        "/usr/sbin",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/tmp",
+        "/etc",
+        "/etc/xtask",
+        "/lib",
+        "/lib/modules",
+        "/root",
+        "/tests",
+        "/host",
+        "/run",
     ] {
         writeln!(spec, "dir {d} 0755 0 0")?;
     }
     writeln!(spec, "nod /dev/console 0600 0 0 c 5 1")?;
     writeln!(spec, "file /bin/busybox /bin/busybox 0755 0 0")?;
     writeln!(spec, "slink /bin/sh busybox 0777 0 0")?;
-    writeln!(spec, "file /init {} 0755 0 0", staging.join("init").display())?;
-    writeln!(spec, "file /etc/xtask/job {} 0755 0 0", staging.join("job").display())?;
+    writeln!(
+        spec,
+        "file /init {} 0755 0 0",
+        staging.join("init").display()
+    )?;
+    writeln!(
+        spec,
+        "file /etc/xtask/job {} 0755 0 0",
+        staging.join("job").display()
+    )?;
     add_tree(&mut spec, &staging.join("lib/modules"), "/lib/modules")?;
     for (name, exe) in &art.tests {
         writeln!(spec, "file /tests/{name} {} 0755 0 0", exe.display())?;

@@ -75,7 +75,10 @@ pub fn source_version(src: &Path) -> Result<String> {
     let mk = std::fs::read_to_string(src.join("Makefile"))?;
     let get = |k: &str| {
         mk.lines()
-            .find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()))
+            .find_map(|l| {
+                l.strip_prefix(k)
+                    .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
+            })
             .unwrap_or_default()
     };
     Ok(format!(
@@ -138,21 +141,32 @@ pub fn locate(profile: Profile) -> Result<(Kernel, String)> {
     let kver = source_version(&src)?;
     let mut frags = Vec::new();
     for f in profile.fragments() {
-        let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
         frags.push((f.file_name().unwrap().to_string_lossy().into_owned(), text));
     }
     let key = cache_key(&format!("{kver} {}", src.display()), &tc.versions(), &frags);
     let build = util::cache_dir()
         .join("build")
         .join(format!("{}-{kver}-{key}", profile.name()));
-    Ok((Kernel { src, build, profile }, key))
+    Ok((
+        Kernel {
+            src,
+            build,
+            profile,
+        },
+        key,
+    ))
 }
 
 /// Configure and build the kernel unless the cache already has it.
 pub fn ensure(profile: Profile, rebuild: bool) -> Result<Kernel> {
     let (k, key) = locate(profile)?;
     let stamp = k.build.join(STAMP);
-    if !rebuild && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == key) && k.bzimage().exists() {
+    if !rebuild
+        && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == key)
+        && k.bzimage().exists()
+    {
         eprintln!("kernel: cached {} ({})", k.build.display(), k.release()?);
         return Ok(k);
     }
@@ -172,7 +186,11 @@ pub fn ensure(profile: Profile, rebuild: bool) -> Result<Kernel> {
     );
     let logs = k.build.join("xtask-logs");
     std::fs::create_dir_all(&logs)?;
-    run_logged(&mut kmake(&["tinyconfig"]), &logs.join("tinyconfig.log"), "tinyconfig")?;
+    run_logged(
+        &mut kmake(&["tinyconfig"]),
+        &logs.join("tinyconfig.log"),
+        "tinyconfig",
+    )?;
     let mut merge = Command::new("bash");
     merge
         .arg(k.src.join("scripts/kconfig/merge_config.sh"))
@@ -182,9 +200,18 @@ pub fn ensure(profile: Profile, rebuild: bool) -> Result<Kernel> {
         .arg(k.build.join(".config"))
         .args(profile.fragments());
     run_logged(&mut merge, &logs.join("merge_config.log"), "merge_config")?;
-    run_logged(&mut kmake(&["olddefconfig"]), &logs.join("olddefconfig.log"), "olddefconfig")?;
+    run_logged(
+        &mut kmake(&["olddefconfig"]),
+        &logs.join("olddefconfig.log"),
+        "olddefconfig",
+    )?;
     verify_config(&k, profile)?;
-    let jobs = format!("-j{}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let jobs = format!(
+        "-j{}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    );
     run_logged(
         &mut kmake(&[&jobs, "bzImage", "modules"]),
         &logs.join("build.log"),
@@ -216,7 +243,10 @@ fn verify_config(k: &Kernel, profile: Profile) -> Result<()> {
             list.join("\n")
         );
     }
-    eprintln!("kernel: config verified ({} options from fragments)", wanted.len());
+    eprintln!(
+        "kernel: config verified ({} options from fragments)",
+        wanted.len()
+    );
     Ok(())
 }
 
@@ -226,7 +256,9 @@ mod tests {
 
     #[test]
     fn fragment_parsing() {
-        let m = parse_fragment("# comment\nCONFIG_RUST=y\n# CONFIG_SLUB_TINY is not set\nCONFIG_NR_CPUS=4\n\n");
+        let m = parse_fragment(
+            "# comment\nCONFIG_RUST=y\n# CONFIG_SLUB_TINY is not set\nCONFIG_NR_CPUS=4\n\n",
+        );
         assert_eq!(m.get("CONFIG_RUST").map(String::as_str), Some("y"));
         assert_eq!(m.get("CONFIG_SLUB_TINY").map(String::as_str), Some("n"));
         assert_eq!(m.get("CONFIG_NR_CPUS").map(String::as_str), Some("4"));
@@ -235,8 +267,11 @@ mod tests {
 
     #[test]
     fn dropped_rust_is_detected() {
-        let wanted = parse_fragment("CONFIG_RUST=y\nCONFIG_MODULES=y\n# CONFIG_SLUB_TINY is not set\nCONFIG_NR_CPUS=4\n");
-        let fin = "CONFIG_MODULES=y\n# CONFIG_RUST is not set\nCONFIG_SLUB_TINY=y\nCONFIG_NR_CPUS=4\n";
+        let wanted = parse_fragment(
+            "CONFIG_RUST=y\nCONFIG_MODULES=y\n# CONFIG_SLUB_TINY is not set\nCONFIG_NR_CPUS=4\n",
+        );
+        let fin =
+            "CONFIG_MODULES=y\n# CONFIG_RUST is not set\nCONFIG_SLUB_TINY=y\nCONFIG_NR_CPUS=4\n";
         let d = dropped_options(&wanted, fin);
         assert_eq!(
             d,
@@ -262,7 +297,10 @@ mod tests {
         assert_eq!(k, cache_key("7.3.4", "rustc 1.96.0", &f));
         assert_ne!(k, cache_key("7.3.5", "rustc 1.96.0", &f));
         assert_ne!(k, cache_key("7.3.4", "rustc 1.97.0", &f));
-        let f2 = vec![("base.config".to_string(), "CONFIG_RUST=y\nCONFIG_KUNIT=y".to_string())];
+        let f2 = vec![(
+            "base.config".to_string(),
+            "CONFIG_RUST=y\nCONFIG_KUNIT=y".to_string(),
+        )];
         assert_ne!(k, cache_key("7.3.4", "rustc 1.96.0", &f2));
     }
 }

@@ -109,7 +109,10 @@ mod tests {
         let r = scan(&fixture("warning.log"));
         assert_eq!(r.len(), 1, "{r:#?}");
         assert_eq!(r[0].kind, "WARNING");
-        assert!(r[0].text.contains("Call Trace:"), "trace is part of the report");
+        assert!(
+            r[0].text.contains("Call Trace:"),
+            "trace is part of the report"
+        );
     }
 
     #[test]
@@ -121,7 +124,10 @@ mod tests {
     #[test]
     fn real_oops_is_found() {
         let r = scan(&fixture("oops.log"));
-        assert!(r.iter().any(|x| x.kind == "BUG" || x.kind == "Oops"), "{r:#?}");
+        assert!(
+            r.iter().any(|x| x.kind == "BUG" || x.kind == "Oops"),
+            "{r:#?}"
+        );
     }
 
     #[test]
@@ -133,8 +139,17 @@ mod tests {
     #[test]
     fn chapter_warning_text_is_not_a_report() {
         // pr_warn!("Warning message") from the printing module must not fail the run.
-        assert!(scan("[    1.0] printing: Warning message\n[ 1.1] printing: Error message\n").is_empty());
-        assert!(!scan("[ 2.0] kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)\n").is_empty());
-        assert!(scan("[ 2.0] kmemleak: Kernel memory leak detector initialized (mem pool available: 1)\n").is_empty());
+        assert!(
+            scan("[    1.0] printing: Warning message\n[ 1.1] printing: Error message\n")
+                .is_empty()
+        );
+        assert!(!scan(
+            "[ 2.0] kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)\n"
+        )
+        .is_empty());
+        assert!(scan(
+            "[ 2.0] kmemleak: Kernel memory leak detector initialized (mem pool available: 1)\n"
+        )
+        .is_empty());
     }
 }

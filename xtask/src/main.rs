@@ -4,14 +4,18 @@
 //! source), `kernel` (configure + build, cached), `build` (modules + guest binaries),
 //! `initramfs`, `vm` (QEMU), `report` (test verdicts) and its parsers `ktap`, `logscan`.
 
+mod analyzer;
 mod bench;
 mod build;
 mod fuzz;
+mod host;
 mod initramfs;
 mod kernel;
 mod ktap;
+mod lint;
 mod logscan;
 mod report;
+mod scaffold;
 mod setup;
 mod toolchain;
 mod util;
@@ -23,7 +27,10 @@ use kernel::Profile;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Rust kernel modules: toolchain, kernel, QEMU, tests")]
+#[command(
+    name = "cargo xtask",
+    about = "Rust kernel modules: toolchain, kernel, QEMU, tests"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -32,7 +39,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Check every requirement and print the command that fixes each missing one.
-    Doctor,
+    Doctor {
+        /// Instead, check that this kernel build tree can build the Rust modules.
+        #[arg(long, value_name = "DIR")]
+        kdir: Option<PathBuf>,
+    },
     /// Install what `doctor` finds missing and obtain the kernel source.
     Setup {
         /// Use this unpacked kernel tree or tarball instead of Debian's linux-source-7.3.
@@ -51,6 +62,41 @@ enum Cmd {
     Build {
         #[arg(long, value_enum, default_value = "default")]
         profile: Profile,
+        /// Instead, build only the modules against this Rust-enabled kernel build tree
+        /// (e.g. /lib/modules/$(uname -r)/build).
+        #[arg(long, value_name = "DIR")]
+        kdir: Option<PathBuf>,
+    },
+    /// Build the modules against the running kernel's tree and load them into it.
+    Install {
+        /// Really load into the kernel of this machine (not a VM).
+        #[arg(long)]
+        on_host: bool,
+        /// Kernel build tree [default: /lib/modules/$(uname -r)/build].
+        #[arg(long, value_name = "DIR")]
+        kdir: Option<PathBuf>,
+    },
+    /// Check formatting and lints: rustfmt + clippy over modules/ (kernel rules), cargo fmt +
+    /// clippy over the host crates, checkpatch over modules-c/.
+    Lint,
+    /// Scaffold modules/NAME/ and guest/tests/NAME.rs that pass `test --filter NAME`.
+    New {
+        /// Module name: lowercase ASCII letters, digits and `_`, starting with a letter.
+        name: String,
+        /// Also register a misc device /dev/NAME.
+        #[arg(long)]
+        chardev: bool,
+        /// Repository to scaffold into [default: this one].
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Write modules/rust-project.json so rust-analyzer resolves `kernel::` in the modules.
+    Analyzer {
+        #[arg(long, value_enum, default_value = "default")]
+        profile: Profile,
+        /// Write the project file here instead.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Boot the kernel in QEMU, load the modules and show them working.
     Run {
@@ -104,12 +150,34 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Doctor => doctor(),
+        Cmd::Doctor { kdir: None } => doctor(),
+        Cmd::Doctor { kdir: Some(kdir) } => host::doctor(&kdir),
         Cmd::Setup { kernel_src } => setup::setup(kernel_src.as_deref()),
         Cmd::Kernel { profile, rebuild } => kernel::ensure(profile, rebuild).map(|_| ()),
-        Cmd::Build { profile } => ensure_ready()
+        Cmd::Build {
+            profile,
+            kdir: None,
+        } => ensure_ready()
             .and_then(|_| kernel::ensure(profile, false))
             .and_then(|k| build::build_all(&k).map(|_| ())),
+        Cmd::Build {
+            kdir: Some(kdir), ..
+        } => host::build(&kdir).map(|_| ()),
+        Cmd::Install { on_host, kdir } => host::install(kdir.as_deref(), on_host),
+        Cmd::Lint => ensure_ready().and_then(|_| {
+            if !lint::lint()? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }),
+        Cmd::New {
+            name,
+            chardev,
+            root,
+        } => scaffold::new(&name, chardev, root.as_deref()),
+        Cmd::Analyzer { profile, out } => {
+            ensure_ready().and_then(|_| analyzer::analyzer(profile, out.as_deref()))
+        }
         Cmd::Run {
             profile,
             share,
@@ -120,7 +188,9 @@ fn main() {
             let code = vm::run_command(profile, share.as_deref(), load, timeout, &cmd)?;
             std::process::exit(code)
         }),
-        Cmd::Bench { profile, rounds } => ensure_ready().and_then(|_| bench::bench(profile, rounds)),
+        Cmd::Bench { profile, rounds } => {
+            ensure_ready().and_then(|_| bench::bench(profile, rounds))
+        }
         Cmd::Fuzz {
             profile,
             seconds,
@@ -198,7 +268,11 @@ fn ensure_ready() -> Result<()> {
     }
     eprintln!(
         "setup needed: {}",
-        missing.iter().map(|c| c.what.as_str()).collect::<Vec<_>>().join(", ")
+        missing
+            .iter()
+            .map(|c| c.what.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     setup::setup(None)?;
     let tc = toolchain::Toolchain::find();

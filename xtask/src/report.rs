@@ -233,7 +233,10 @@ pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool
     let junit = dir.join(format!("junit-{}.xml", profile.name()));
     std::fs::write(&junit, junit_xml(&results))?;
     std::fs::write(dir.join(format!("kernel-{}.log", profile.name())), &o.dmesg)?;
-    std::fs::write(dir.join(format!("results-{}.log", profile.name())), &o.results)?;
+    std::fs::write(
+        dir.join(format!("results-{}.log", profile.name())),
+        &o.results,
+    )?;
     print_verdict(&results);
     eprintln!(
         "test: guest {:.1} s ({}), total {:.1} s; JUnit {}; kernel log {}",
@@ -244,9 +247,14 @@ pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool
         dir.join(format!("kernel-{}.log", profile.name())).display()
     );
     let passed = results.iter().all(|r| r.status != Status::Fail);
-    let ran_any = results.iter().any(|r| r.status == Status::Pass && !r.name.starts_with("kernel::"));
+    let ran_any = results
+        .iter()
+        .any(|r| r.status == Status::Pass && !r.name.starts_with("kernel::"));
     if !ran_any {
-        eprintln!("test: no test matched{}", filter.map(|f| format!(" {f:?}")).unwrap_or_default());
+        eprintln!(
+            "test: no test matched{}",
+            filter.map(|f| format!(" {f:?}")).unwrap_or_default()
+        );
         return Ok(false);
     }
     Ok(passed)
@@ -275,7 +283,11 @@ fn kunit_results(ksrc: &Path, dmesg: &str) -> Result<Vec<TestResult>> {
                     name.clone(),
                     TestResult {
                         name,
-                        status: if failed.is_empty() { Status::Pass } else { Status::Fail },
+                        status: if failed.is_empty() {
+                            Status::Pass
+                        } else {
+                            Status::Fail
+                        },
                         detail: failed.join("\n"),
                     },
                 );
@@ -407,7 +419,11 @@ test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
         assert_eq!(r[0].name, "x::load_and_unload");
         assert_eq!(r[0].status, Status::Pass);
         assert_eq!(r[1].status, Status::Fail);
-        assert!(r[1].detail.contains("left: Err(EINVAL(22))"), "{}", r[1].detail);
+        assert!(
+            r[1].detail.contains("left: Err(EINVAL(22))"),
+            "{}",
+            r[1].detail
+        );
         assert_eq!(r[2].status, Status::Skip);
     }
 

@@ -53,23 +53,38 @@ pub fn setup(kernel_src_arg: Option<&Path>) -> Result<()> {
         if !util::is_root() {
             bail!("missing packages; run as root:\n  sudo sh -c '{cmd}'\nthen run `cargo xtask setup` again");
         }
-        eprintln!("setup: installing {} packages: {}", missing.len(), missing.join(" "));
+        eprintln!(
+            "setup: installing {} packages: {}",
+            missing.len(),
+            missing.join(" ")
+        );
         run(Command::new("apt-get").args(["update", "-q"]))?;
         run(Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing))?;
     } else {
-        eprintln!("setup: all {} packages present", toolchain::APT_PACKAGES.len());
+        eprintln!(
+            "setup: all {} packages present",
+            toolchain::APT_PACKAGES.len()
+        );
     }
 
     let tc = Toolchain::find();
     let have = output(Command::new(&tc.bindgen).arg("--version")).unwrap_or_default();
     if !have.contains(BINDGEN_VERSION) {
         eprintln!("setup: installing bindgen-cli {BINDGEN_VERSION} with cargo (about a minute)");
-        run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["install", "bindgen-cli", "--version", BINDGEN_VERSION, "--locked"])
-            .env("LIBCLANG_PATH", "/usr/lib/llvm-19/lib"))
+        run(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "install",
+                    "bindgen-cli",
+                    "--version",
+                    BINDGEN_VERSION,
+                    "--locked",
+                ])
+                .env("LIBCLANG_PATH", "/usr/lib/llvm-19/lib"),
+        )
         .context("installing bindgen-cli")?;
     } else {
         eprintln!("setup: {}", have.trim());
@@ -79,7 +94,10 @@ pub fn setup(kernel_src_arg: Option<&Path>) -> Result<()> {
         Some(p) if p.is_dir() => use_tree(p)?,
         Some(p) => unpack_tarball(p)?,
         None if kernel_src().is_some() => {
-            eprintln!("setup: kernel source at {}", kernel_src().unwrap().display());
+            eprintln!(
+                "setup: kernel source at {}",
+                kernel_src().unwrap().display()
+            );
         }
         None => download_source()?,
     }
@@ -90,10 +108,16 @@ pub fn setup(kernel_src_arg: Option<&Path>) -> Result<()> {
 fn use_tree(dir: &Path) -> Result<()> {
     let dir = dir.canonicalize()?;
     if !dir.join("Makefile").exists() || !dir.join("rust/kernel").is_dir() {
-        bail!("{} is not a kernel source tree with Rust support", dir.display());
+        bail!(
+            "{} is not a kernel source tree with Rust support",
+            dir.display()
+        );
     }
     std::fs::create_dir_all(util::cache_dir())?;
-    std::fs::write(util::cache_dir().join("kernel-src"), dir.display().to_string())?;
+    std::fs::write(
+        util::cache_dir().join("kernel-src"),
+        dir.display().to_string(),
+    )?;
     eprintln!("setup: using kernel source {}", dir.display());
     Ok(())
 }
@@ -105,8 +129,16 @@ fn unpack_tarball(path: &Path) -> Result<()> {
         .with_context(|| format!("{} does not exist", path.display()))?;
     let dest = util::cache_dir().join("src").join("user");
     std::fs::create_dir_all(&dest)?;
-    eprintln!("setup: unpacking {} into {}", path.display(), dest.display());
-    run(Command::new("tar").arg("-C").arg(&dest).arg("-xf").arg(&path))?;
+    eprintln!(
+        "setup: unpacking {} into {}",
+        path.display(),
+        dest.display()
+    );
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&dest)
+        .arg("-xf")
+        .arg(&path))?;
     let top = std::fs::read_dir(&dest)?
         .flatten()
         .map(|e| e.path())
@@ -128,7 +160,9 @@ pub fn mirror_uri() -> Result<String> {
     }
     texts.push(std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
     mirror_from(&texts).ok_or_else(|| {
-        anyhow::anyhow!("no Debian mirror found in /etc/apt; use `cargo xtask setup --kernel-src DIR`")
+        anyhow::anyhow!(
+            "no Debian mirror found in /etc/apt; use `cargo xtask setup --kernel-src DIR`"
+        )
     })
 }
 
@@ -188,7 +222,10 @@ fn download_source() -> Result<()> {
     );
     run(Command::new("sh").arg("-c").arg(script))?;
     if !default_src_dir().join("Makefile").exists() {
-        bail!("unpacked, but {} has no Makefile", default_src_dir().display());
+        bail!(
+            "unpacked, but {} has no Makefile",
+            default_src_dir().display()
+        );
     }
     std::fs::remove_file(&deb).ok();
     eprintln!("setup: kernel source at {}", default_src_dir().display());
@@ -204,13 +241,22 @@ mod tests {
         let t = "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\n\
                  Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n"
             .to_string();
-        assert_eq!(mirror_from(&[t]).as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(
+            mirror_from(&[t]).as_deref(),
+            Some("http://mirror.example/debian")
+        );
     }
 
     #[test]
     fn mirror_from_one_line_format() {
         let t = "# comment\ndeb [arch=amd64] http://m.example/debian/ bookworm main\n".to_string();
-        assert_eq!(mirror_from(&[t]).as_deref(), Some("http://m.example/debian/"));
-        assert_eq!(mirror_from(&["deb http://x/ubuntu jammy main".into()]), None);
+        assert_eq!(
+            mirror_from(&[t]).as_deref(),
+            Some("http://m.example/debian/")
+        );
+        assert_eq!(
+            mirror_from(&["deb http://x/ubuntu jammy main".into()]),
+            None
+        );
     }
 }

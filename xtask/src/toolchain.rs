@@ -91,12 +91,7 @@ impl Toolchain {
         bindgen.arg("--version");
         let mut clang = Command::new(format!("clang{LLVM_SUFFIX}"));
         clang.arg("--version");
-        format!(
-            "{}\n{}\n{}\n",
-            first(rustc),
-            first(bindgen),
-            first(clang)
-        )
+        format!("{}\n{}\n{}\n", first(rustc), first(bindgen), first(clang))
     }
 }
 
@@ -131,7 +126,11 @@ pub fn parse_version(line: &str) -> Option<(u32, u32, u32)> {
 
 /// The kernel's minimum version of a tool, from `scripts/min-tool-version.sh`.
 pub fn kernel_min_version(ksrc: &Path, tool: &str) -> Result<(u32, u32, u32)> {
-    let out = output(Command::new("sh").arg(ksrc.join("scripts/min-tool-version.sh")).arg(tool))?;
+    let out = output(
+        Command::new("sh")
+            .arg(ksrc.join("scripts/min-tool-version.sh"))
+            .arg(tool),
+    )?;
     parse_version(out.trim()).ok_or_else(|| anyhow::anyhow!("cannot parse {out:?}"))
 }
 
@@ -170,7 +169,9 @@ pub fn checks(tc: &Toolchain, ksrc: Option<&Path>) -> Vec<Check> {
         what: format!("rustc for the kernel ({})", tc.rustc.display()),
         ok: rustc_ver.is_some() && core_ok,
         detail: match (&rustc_ver, &core) {
-            (Some(ver), Some(c)) if core_ok => format!("{}, core source {}", ver.trim(), c.display()),
+            (Some(ver), Some(c)) if core_ok => {
+                format!("{}, core source {}", ver.trim(), c.display())
+            }
             (Some(ver), _) => format!("{} but no `core` source in its sysroot", ver.trim()),
             _ => "not found".into(),
         },

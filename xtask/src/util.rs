@@ -137,7 +137,11 @@ pub fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
         if tty {
             let mut shown: String = line.trim().chars().take(70).collect();
             shown = shown.replace('\t', " ");
-            eprint!("\r\x1b[2K  {what} [{:02}:{:02}] {shown}", secs / 60, secs % 60);
+            eprint!(
+                "\r\x1b[2K  {what} [{:02}:{:02}] {shown}",
+                secs / 60,
+                secs % 60
+            );
         } else if last_report.elapsed().as_secs() >= 15 {
             last_report = Instant::now();
             eprintln!(

@@ -82,12 +82,25 @@ pub fn choose_accel(k: &Kernel) -> String {
     let log = k.build.join("xtask-kvm-probe.log");
     let mut c = Command::new("qemu-system-x86_64");
     c.args(accel_args("kvm"))
-        .args(["-m", "256", "-smp", "1", "-display", "none", "-no-reboot", "-monitor", "none"])
+        .args([
+            "-m",
+            "256",
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
         .arg("-kernel")
         .arg(k.bzimage())
-        .args(["-append", "console=ttyS0 panic=-1 init=/nonexistent rdinit=/nonexistent"])
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 init=/nonexistent rdinit=/nonexistent",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -162,10 +175,16 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
                     "stdio,id=con,mux=on,signal=off,logfile={}",
                     console_log.display()
                 ))
-                .args(["-serial", "chardev:con", "-mon", "chardev=con,mode=readline"]);
+                .args([
+                    "-serial",
+                    "chardev:con",
+                    "-mon",
+                    "chardev=con,mode=readline",
+                ]);
         }
     }
-    c.arg("-serial").arg(format!("file:{}", results_log.display()));
+    c.arg("-serial")
+        .arg(format!("file:{}", results_log.display()));
     let start = Instant::now();
     let mut child = c
         .spawn()
@@ -182,10 +201,10 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let console = String::from_utf8_lossy(&std::fs::read(&console_log).unwrap_or_default())
-        .replace('\r', "");
-    let results = String::from_utf8_lossy(&std::fs::read(&results_log).unwrap_or_default())
-        .replace('\r', "");
+    let console =
+        String::from_utf8_lossy(&std::fs::read(&console_log).unwrap_or_default()).replace('\r', "");
+    let results =
+        String::from_utf8_lossy(&std::fs::read(&results_log).unwrap_or_default()).replace('\r', "");
     let mut o = Outcome {
         exit: parse_exit(&results),
         dmesg: section(&results, "XTASK-DMESG-BEGIN", "XTASK-DMESG-END").unwrap_or_default(),
@@ -248,8 +267,7 @@ pub fn section(text: &str, begin: &str, end: &str) -> Option<String> {
 /// Quote a word for the guest's shell.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
     {
         s.to_string()
@@ -371,7 +389,9 @@ pub fn boot_job(
     name: &str,
     timeout: u64,
 ) -> Result<Outcome> {
-    let out_dir = util::target_dir().join("vm").join(format!("{}-{name}", k.profile.name()));
+    let out_dir = util::target_dir()
+        .join("vm")
+        .join(format!("{}-{name}", k.profile.name()));
     let initramfs = initramfs::create(k, art, job, None, &out_dir)?;
     boot(&Boot {
         kernel: k,

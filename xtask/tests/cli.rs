@@ -14,7 +14,10 @@ fn doctor_names_the_fix_for_a_broken_bindgen() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "doctor must fail when bindgen is missing");
+    assert!(
+        !out.status.success(),
+        "doctor must fail when bindgen is missing"
+    );
     assert!(
         stdout.contains("MISSING bindgen (/nonexistent/bindgen)"),
         "{stdout}"
@@ -35,8 +38,14 @@ fn doctor_names_the_fix_for_a_rustc_without_core_source() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(stdout.contains("MISSING rustc for the kernel (/bin/true)"), "{stdout}");
-    assert!(stdout.contains("apt-get install rustc-web rust-web-src"), "{stdout}");
+    assert!(
+        stdout.contains("MISSING rustc for the kernel (/bin/true)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("apt-get install rustc-web rust-web-src"),
+        "{stdout}"
+    );
 }
 
 #[test]

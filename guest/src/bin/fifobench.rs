@@ -138,7 +138,10 @@ fn median_spread(v: &mut [f64]) -> (f64, f64, f64) {
 
 fn json_stats(v: &mut [f64]) -> String {
     let (m, lo, hi) = median_spread(v);
-    format!("{{\"median\":{m:.3},\"min\":{lo:.3},\"max\":{hi:.3},\"runs\":{:?}}}", v)
+    format!(
+        "{{\"median\":{m:.3},\"min\":{lo:.3},\"max\":{hi:.3},\"runs\":{:?}}}",
+        v
+    )
 }
 
 fn main() {

@@ -103,7 +103,11 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
             match rng.below(100) {
                 0..=14 => {
                     let flags = *rng.pick(&[libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR])
-                        | if rng.below(2) == 0 { libc::O_NONBLOCK } else { 0 };
+                        | if rng.below(2) == 0 {
+                            libc::O_NONBLOCK
+                        } else {
+                            0
+                        };
                     let p = rng.pick(&paths);
                     let f = libc::open(p.as_ptr(), flags);
                     if f >= 0 {
@@ -195,8 +199,18 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()).expect("--seed N"),
-            "--seconds" => seconds = args.next().and_then(|v| v.parse().ok()).expect("--seconds N"),
-            "--workers" => workers = args.next().and_then(|v| v.parse().ok()).expect("--workers N"),
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--seconds N")
+            }
+            "--workers" => {
+                workers = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--workers N")
+            }
             d => devices.push(d.to_string()),
         }
     }
@@ -225,7 +239,10 @@ fn main() {
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut st, 0) };
         if libc::WIFSIGNALED(st) {
-            println!("kfuzz: worker pid {pid} killed by signal {}", libc::WTERMSIG(st));
+            println!(
+                "kfuzz: worker pid {pid} killed by signal {}",
+                libc::WTERMSIG(st)
+            );
             bad += 1;
         }
     }

@@ -1,0 +1,254 @@
+//! The `locking` module: Mutex/SpinLock/SpinLockIrq totals from concurrent work items and an
+//! hrtimer, read from `/dev/rust_locking`.
+
+use guest::kmod::{self, Loaded};
+use guest::{mode_of, Errno, Kmsg};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+const NAME: &str = "locking";
+const DEV: &str = "/dev/rust_locking";
+
+/// The report's `key=value` fields, in order, with the line checked for shape.
+fn parse(line: &str) -> BTreeMap<String, String> {
+    assert!(
+        line.ends_with('\n'),
+        "one line, newline-terminated: {line:?}"
+    );
+    assert_eq!(line.matches('\n').count(), 1, "one line: {line:?}");
+    let keys: Vec<&str> = line
+        .split_whitespace()
+        .map(|kv| kv.split_once('=').expect("key=value").0)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "workers",
+            "iterations",
+            "mutex_total",
+            "spinlock_total",
+            "irqlock_total",
+            "irq_ticks",
+            "unlocked_total",
+            "expected",
+            "expected_irqlock",
+            "result"
+        ]
+    );
+    line.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn num(r: &BTreeMap<String, String>, k: &str) -> u64 {
+    r[k].parse()
+        .unwrap_or_else(|_| panic!("{k}={} is not a number", r[k]))
+}
+
+/// Check a report for K workers, N iterations and T ticks: every locked total is exact.
+fn check(line: &str, k: u64, n: u64, t: u64) {
+    let r = parse(line);
+    assert_eq!(num(&r, "workers"), k, "{line}");
+    assert_eq!(num(&r, "iterations"), n, "{line}");
+    assert_eq!(num(&r, "expected"), k * n, "{line}");
+    assert_eq!(
+        num(&r, "mutex_total"),
+        k * n,
+        "Mutex<SharedData> lost updates: {line}"
+    );
+    assert_eq!(
+        num(&r, "spinlock_total"),
+        k * n,
+        "SpinLock<u32> lost updates: {line}"
+    );
+    assert_eq!(num(&r, "irq_ticks"), t, "hrtimer callbacks: {line}");
+    assert_eq!(num(&r, "expected_irqlock"), k * n + t, "{line}");
+    assert_eq!(
+        num(&r, "irqlock_total"),
+        k * n + t,
+        "SpinLockIrq lost updates: {line}"
+    );
+    let unlocked = num(&r, "unlocked_total");
+    assert!(
+        unlocked >= 1 && unlocked <= k * n,
+        "racy counter out of range: {line}"
+    );
+    assert_eq!(r["result"], "ok", "{line}");
+}
+
+fn read_report() -> String {
+    std::fs::read_to_string(DEV).expect("read /dev/rust_locking")
+}
+
+#[test]
+fn load_logs_parameters() {
+    kmod::ensure_unloaded(NAME);
+    let mut log = Kmsg::new();
+    let m = Loaded::new(NAME, "").expect("insmod locking");
+    let recs = log.read();
+    let rec = recs
+        .iter()
+        .find(|r| r.text.starts_with("locking: "))
+        .expect("load message");
+    assert_eq!(
+        rec.text,
+        "locking: workers=4 iterations=10000 irq_ticks=100: read /dev/rust_locking to run"
+    );
+    assert_eq!(rec.level, 6);
+    assert_eq!(mode_of(DEV).unwrap(), 0o600);
+    drop(m);
+    assert!(std::fs::metadata(DEV).is_err(), "{DEV} removed on rmmod");
+}
+
+#[test]
+fn default_run_has_exact_totals_and_is_logged() {
+    let _m = Loaded::new(NAME, "").expect("insmod locking");
+    let mut log = Kmsg::new();
+    let start = Instant::now();
+    let line = read_report();
+    let took = start.elapsed();
+    eprintln!("report ({took:?}): {line}");
+    check(&line, 4, 10_000, 100);
+    assert!(took < Duration::from_secs(10), "one run took {took:?}");
+    let recs = log.read();
+    let rec = recs
+        .iter()
+        .find(|r| r.text.starts_with("locking: workers="))
+        .expect("report in the log");
+    assert_eq!(
+        format!("{}\n", rec.text),
+        format!("locking: {line}"),
+        "same line as read"
+    );
+    assert_eq!(rec.level, 6);
+}
+
+#[test]
+fn params_set_k_n_and_ticks() {
+    for (k, n, t) in [
+        (1u64, 1u64, 1u64),
+        (8, 5000, 50),
+        (16, 2000, 7),
+        (2, 100_000, 300),
+    ] {
+        let p = format!("workers={k} iterations={n} irq_ticks={t}");
+        let _m = Loaded::new(NAME, &p).unwrap_or_else(|e| panic!("insmod {p}: {e:?}"));
+        let line = read_report();
+        eprintln!("{p}: {line}");
+        check(&line, k, n, t);
+    }
+}
+
+#[test]
+fn one_experiment_per_open_then_eof() {
+    let _m = Loaded::new(NAME, "workers=3 iterations=2000 irq_ticks=10").unwrap();
+    let mut log = Kmsg::new();
+    let mut f = File::open(DEV).unwrap();
+    // Small reads: the same report, continued at the file offset.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 7];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        assert!(got.len() < 4096, "no EOF");
+    }
+    let line = String::from_utf8(got).unwrap();
+    check(&line, 3, 2000, 10);
+    assert_eq!(f.read(&mut buf).unwrap(), 0, "EOF stays EOF");
+    drop(f);
+    // A second open runs a second experiment.
+    check(&read_report(), 3, 2000, 10);
+    let runs = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("locking: workers="))
+        .count();
+    assert_eq!(runs, 2, "one experiment per open, not per read()");
+}
+
+#[test]
+fn concurrent_readers_get_independent_exact_reports() {
+    let _m = Loaded::new(NAME, "workers=4 iterations=20000 irq_ticks=40").unwrap();
+    let readers: Vec<_> = (0..4).map(|_| std::thread::spawn(read_report)).collect();
+    for r in readers {
+        check(&r.join().unwrap(), 4, 20_000, 40);
+    }
+}
+
+#[test]
+fn device_is_read_only() {
+    let _m = Loaded::new(NAME, "").unwrap();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(DEV)
+        .expect("open O_WRONLY (root)");
+    let e = f.write(b"x").expect_err("write must fail");
+    assert_eq!(Errno::from(e), Errno(libc::EINVAL), "no write_iter: EINVAL");
+}
+
+#[test]
+fn invalid_params_are_einval() {
+    kmod::ensure_unloaded(NAME);
+    for p in [
+        "workers=0",
+        "workers=65",
+        "iterations=0",
+        "iterations=1000001",
+        "irq_ticks=0",
+        "irq_ticks=100001",
+    ] {
+        let mut log = Kmsg::new();
+        assert_eq!(kmod::load(NAME, p), Err(Errno(libc::EINVAL)), "{p}");
+        assert!(!kmod::is_loaded(NAME), "{p}");
+        let lines: Vec<String> = log
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("locking: "))
+            .collect();
+        assert_eq!(lines.len(), 1, "{p}: {lines:?}");
+        assert!(
+            lines[0].starts_with("locking: invalid parameters: "),
+            "{p}: {lines:?}"
+        );
+        assert!(std::fs::metadata(DEV).is_err(), "{p}: no device");
+    }
+    // The limits themselves are accepted.
+    let m = Loaded::new(NAME, "workers=64 iterations=1 irq_ticks=1").expect("workers=64");
+    check(&read_report(), 64, 1, 1);
+    drop(m);
+}
+
+#[test]
+fn open_file_pins_the_module() {
+    let _m = Loaded::new(NAME, "").unwrap();
+    let f = File::open(DEV).unwrap();
+    assert_eq!(kmod::unload(NAME), Err(Errno(libc::EAGAIN)));
+    drop(f);
+    assert_eq!(kmod::unload(NAME), Ok(()));
+}
+
+#[test]
+fn modinfo_shows_metadata() {
+    assert_eq!(kmod::modinfo(NAME, "license"), ["GPL"]);
+    assert_eq!(
+        kmod::modinfo(NAME, "author"),
+        ["Rust kernel modules workbench"]
+    );
+    assert_eq!(
+        kmod::modinfo(NAME, "description"),
+        ["Mutex, SpinLock and SpinLockIrq with pin-init (chapter: Synchronization Primitives)"]
+    );
+    let parms: Vec<String> = kmod::modinfo(NAME, "parm")
+        .into_iter()
+        .map(|p| p.split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(parms, ["workers", "iterations", "irq_ticks"]);
+}
