@@ -127,10 +127,10 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
                 65..=79 if fd >= 0 => {
                     // Mostly plausible numbers: the devices' magics, directions and sizes.
                     let any = rng.below(256);
-                    let magic = *rng.pick(&[b'r' as u64, b'R' as u64, b'f' as u64, any]);
+                    let magic = *rng.pick(&[0xB9u64, 0xB9, b'r' as u64, any]);
                     let dir = rng.below(4);
                     let anysz = rng.below(1 << 14);
-                    let sz = *rng.pick(&[0u64, 4, 8, 48, 64, anysz]);
+                    let sz = *rng.pick(&[0u64, 4, 8, 40, 64, anysz]);
                     let nr = rng.below(16);
                     let cmd = (dir << 30) | (sz << 16) | (magic << 8) | nr;
                     let arg = match rng.below(4) {
