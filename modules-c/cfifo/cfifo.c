@@ -34,6 +34,11 @@
 #include "rfifo.h"
 
 #define CFIFO_MAX_DEVICES 64
+/*
+ * Rings are sized by users: charge them to the opener's memory cgroup (as pipes are) and
+ * report a failure as -ENOMEM without a warning splat in the log.
+ */
+#define CFIFO_RING_GFP (GFP_KERNEL_ACCOUNT | __GFP_NOWARN)
 
 static unsigned int devices = 4;
 module_param(devices, uint, 0444);
@@ -143,7 +148,7 @@ static int cfifo_open(struct inode *inode, struct file *filp)
 	d = &cfifo_devs[idx];
 	stream_open(inode, filp);
 
-	cf = kzalloc(sizeof(*cf), GFP_KERNEL);
+	cf = kzalloc_obj(*cf);
 	if (!cf)
 		return -ENOMEM;
 	cf->dev = d;
@@ -165,7 +170,7 @@ static int cfifo_open(struct inode *inode, struct file *filp)
 		ret = -EINVAL;
 	}
 	if (!ret && !d->buf) {
-		d->buf = kvzalloc(d->cap, GFP_KERNEL);
+		d->buf = kvzalloc(d->cap, CFIFO_RING_GFP);
 		if (!d->buf)
 			ret = -ENOMEM;
 	}
@@ -392,7 +397,7 @@ static long cfifo_set_capacity(struct cfifo_dev *d, __u32 __user *uarg)
 		return -EFAULT;
 	if (cap < RFIFO_MIN_CAPACITY || cap > RFIFO_MAX_CAPACITY)
 		return -EINVAL;
-	buf = kvzalloc(cap, GFP_KERNEL);
+	buf = kvzalloc(cap, CFIFO_RING_GFP);
 	if (!buf)
 		return -ENOMEM;
 
@@ -494,7 +499,7 @@ static int __init cfifo_init(void)
 		return -EINVAL;
 	}
 
-	cfifo_devs = kcalloc(devices, sizeof(*cfifo_devs), GFP_KERNEL);
+	cfifo_devs = kzalloc_objs(*cfifo_devs, devices);
 	if (!cfifo_devs)
 		return -ENOMEM;
 	for (i = 0; i < devices; i++) {

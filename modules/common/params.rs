@@ -33,7 +33,7 @@
 //!
 //! - Supported types: `i32` (`int`), `u32` (`uint`), `i64` (`long`), `u64` (`ullong`),
 //!   `bool` (`bool`) and [`ParamString<N>`] (`string`, a copy of at most `N` bytes, like
-//!   `module_param_string()`).
+//!   `module_param_string()`). (`module!`'s own parameters show Rust names: `parmtype=x:u32`.)
 //! - Integers accept what `kstrtol()` accepts (decimal, `0x` hex, `0` octal, sign). A value that
 //!   does not parse or does not fit the type is rejected with `EINVAL`, so `insmod` fails and the
 //!   kernel logs "`<value>' invalid for parameter `<name>'". (C's `param_ops_int` returns `ERANGE`
@@ -195,8 +195,14 @@ pub(crate) struct Param<T> {
 unsafe impl<T: Send> Sync for Param<T> {}
 
 impl<T: ParamValue> Param<T> {
+    /// A parameter with value `default`, protected by `module`'s parameter mutex.
+    ///
+    /// # Safety
+    ///
+    /// `module` must point to the `struct module` of the module this code is part of
+    /// (`__this_module`), as [`module_params!`] passes.
     #[doc(hidden)]
-    pub(crate) const fn new(default: T, module: *mut bindings::module) -> Self {
+    pub(crate) const unsafe fn new(default: T, module: *mut bindings::module) -> Self {
         Self {
             value: UnsafeCell::new(default),
             module,
@@ -222,8 +228,8 @@ struct ParamLock(*mut bindings::module);
 
 impl ParamLock {
     fn new(module: *mut bindings::module) -> Self {
-        // SAFETY: `module` is `&__this_module` of the module this code belongs to, which is live
-        // while its code runs. The lock is released in `drop`.
+        // SAFETY: `module` is `&__this_module` of the module this code belongs to (a `Param::new`
+        // requirement), which is live while its code runs. The lock is released in `drop`.
         unsafe { bindings::kernel_param_lock(module) };
         Self(module)
     }
@@ -376,10 +382,16 @@ macro_rules! module_params {
         }
     ),* $(,)?) => {$(
         #[allow(non_upper_case_globals)]
-        static $name: $crate::params::Param<$ty> = $crate::params::Param::new(
-            $default,
-            ::core::ptr::addr_of_mut!(::kernel::bindings::__this_module),
-        );
+        static $name: $crate::params::Param<$ty> = {
+            const DEFAULT: $ty = $default;
+            // SAFETY: `__this_module` is the `struct module` of the module being built.
+            unsafe {
+                $crate::params::Param::new(
+                    DEFAULT,
+                    ::core::ptr::addr_of_mut!(::kernel::bindings::__this_module),
+                )
+            }
+        };
 
         const _: () = {
             static OPS: ::kernel::bindings::kernel_param_ops = $crate::params::ops::<$ty>();

@@ -5,7 +5,8 @@
 //! - `open` logs `Device opened`.
 //! - `read` returns exactly `Hello from Rust!\n` and then end of file. The file offset is
 //!   honoured, so `cat` ends, `dd bs=1` reassembles the same 17 bytes and `pread` at offset 6
-//!   returns `from Rust!\n`. Every open starts at offset 0.
+//!   returns `from Rust!\n`. Every open starts at offset 0. There is no `llseek` in the
+//!   [`MiscDevice`] vtable, so `lseek` fails with `ESPIPE`; `pread` works.
 //! - `write` consumes everything it is given, logs `Received N bytes` and returns `N`, for any
 //!   `N` including 0; a bad user pointer gives `EFAULT`.
 //! - The module keeps the total number of bytes received by all writes and logs

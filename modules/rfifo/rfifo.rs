@@ -31,6 +31,11 @@
 //!   `EFAULT`.
 //! - `/proc/<pid>/fdinfo/<fd>` shows `bytes_read:` and `bytes_written:` of that open file.
 //!
+//! Differences from a kernel FIFO (the same in the C twin): capacity is counted in bytes, a
+//! FIFO counts pages (so a FIFO may refuse a write a ring would take after unaligned
+//! reads); no `O_ASYNC`/`SIGIO`, `FIONREAD`, `F_SETPIPE_SZ` (the ioctls above instead), and
+//! `RWF_NOWAIT` is refused by the VFS (`EOPNOTSUPP`, the file is not `FMODE_NOWAIT`).
+//!
 //! Try it in the guest (`cargo xtask run`):
 //!
 //! ```text
@@ -95,6 +100,11 @@ const PIPE_BUF: usize = 4096;
 const MAX_DEVICES: u32 = 64;
 const MIN_CAPACITY: u32 = 1;
 const MAX_CAPACITY: u32 = 16 * 1024 * 1024;
+/// Rings are sized by users: charge them to the opener's memory cgroup (as pipes are) and
+/// report a failure as `ENOMEM` without a warning splat in the log.
+fn ring_gfp() -> kernel::alloc::Flags {
+    GFP_KERNEL_ACCOUNT | __GFP_NOWARN
+}
 
 /// The ioctl ABI of `include/uapi/rfifo.h`.
 mod uapi {
@@ -131,6 +141,8 @@ mod uapi {
     pub(crate) const SET_CAPACITY: u32 = _IOW::<u32>(MAGIC, 2);
     pub(crate) const CLEAR: u32 = _IO(MAGIC, 3);
     pub(crate) const GET_STATS: u32 = _IOR::<Stats>(MAGIC, 4);
+
+    const _: () = assert!(size_of::<Stats>() == 40);
 }
 
 /// `poll(2)` event bits (`include/uapi/asm-generic/poll.h`; bindgen does not export the
@@ -323,11 +335,13 @@ impl OpenFile {
         )?;
         // On error `me` is dropped after the lock was released; its `Drop` undoes whatever
         // was counted (a partner wait interrupted by a signal).
-        me.attach(file)?;
+        me.attach(fifo, file)?;
         Ok(me)
     }
 
-    fn attach(&mut self, file: &File) -> Result {
+    /// Count `self` as a reader and/or writer of `fifo` (its own `fifo`) and wait for the
+    /// partner if needed.
+    fn attach(&mut self, fifo: &Fifo, file: &File) -> Result {
         let f = file.flags();
         let nonblock = f & flags::O_NONBLOCK != 0;
         let (rd, wr) = match f & flags::O_ACCMODE {
@@ -336,14 +350,13 @@ impl OpenFile {
             flags::O_RDWR => (true, true),
             _ => return Err(EINVAL),
         };
-        let fifo = self.fifo.clone();
         let mut st = fifo.state.lock();
         if wr && !rd && nonblock && st.readers == 0 {
             return Err(ENXIO);
         }
         if st.buf.is_empty() {
             // First open file: allocate the ring (freed again by the last close).
-            st.buf = KVVec::from_elem(0u8, st.capacity, GFP_KERNEL)?;
+            st.buf = KVVec::from_elem(0u8, st.capacity, ring_gfp())?;
         }
         if rd {
             st.readers += 1;
@@ -536,7 +549,7 @@ impl OpenFile {
                 }
                 let cap = check_capacity(user(size_of::<u32>()).reader().read::<u32>()?)?;
                 // Allocate before locking; dropped (after the unlock) if not needed.
-                let mut ring = KVVec::from_elem(0u8, cap, GFP_KERNEL)?;
+                let mut ring = KVVec::from_elem(0u8, cap, ring_gfp())?;
                 let mut st = fifo.state.lock();
                 if st.len > 0 {
                     return Err(EBUSY);
@@ -699,7 +712,8 @@ mod chrdev {
 
     /// The `file_operations` of every device. `llseek` stays `None` and `open` calls
     /// `stream_open()`, so `lseek`/`pread`/`pwrite` fail `ESPIPE` as on a FIFO. `owner`
-    /// makes the VFS pin the module while a file is open (rmmod fails `EBUSY`).
+    /// makes `chrdev_open()` pin the module while a file is open, as `cdev.owner` does too
+    /// (`rmmod` then fails: `delete_module()` returns `EWOULDBLOCK`).
     const FOPS: bindings::file_operations = bindings::file_operations {
         owner: OWNER,
         open: Some(open),

@@ -79,7 +79,17 @@ pub fn build_modules_in(
             .args(extra)
             .arg("modules");
         run_logged(&mut c, &out.join("build.log"), &format!("make M={dir}"))?;
-        collect_kos(&out, &mut kos)?;
+        // Kbuild's modules.order lists the modules of this build only: the stale .ko of a
+        // deleted module stays under `out` and must not reach the guest.
+        match std::fs::read_to_string(out.join("modules.order")) {
+            Ok(order) => kos.extend(
+                order
+                    .lines()
+                    .map(|o| out.join(o.trim()).with_extension("ko"))
+                    .filter(|p| p.exists()),
+            ),
+            Err(_) => collect_kos(&out, &mut kos)?,
+        }
     }
     kos.sort();
     // Two modules of the same name would shadow each other in the guest.

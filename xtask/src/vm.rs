@@ -298,8 +298,9 @@ fn demo_job(modules: &[String], interactive: bool) -> String {
     );
     if interactive {
         j.push_str(
-            "echo\necho '== Shell in the guest. Leave with `poweroff -f` (or Ctrl-a x to kill QEMU).'\n\
-             setsid cttyhack sh -l\n",
+            "echo\necho '== Shell in the guest (job control on; the modules stay loaded). Leave with \
+             `exit` or Ctrl-d (unload all, power off), `poweroff -f`, or Ctrl-a x (kill QEMU).'\n\
+             PS1='\\h:\\w\\$ ' setsid cttyhack sh -l\n",
         );
     }
     for m in modules.iter().rev() {
