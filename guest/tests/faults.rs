@@ -76,8 +76,7 @@ fn walk(
     mut check: impl FnMut(bool),
 ) -> u32 {
     let f = FailNth::new();
-    let mut injected = 0;
-    for n in 1..=2000 {
+    for (injected, n) in (1..=2000).enumerate() {
         f.arm(n);
         let r = op();
         let hit = f.injected();
@@ -94,9 +93,8 @@ fn walk(
                 "{what}: failed with {r:?} although no fault was injected"
             );
             println!("{what}: {injected} fault points, each failed cleanly; then succeeded");
-            return injected;
+            return injected as u32;
         }
-        injected += 1;
     }
     panic!("{what}: more than 2000 fault points");
 }

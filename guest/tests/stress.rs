@@ -130,7 +130,7 @@ fn run(path: &str) -> usize {
     let mut all = HashSet::new();
     let mut dups = 0;
     for s in &seen {
-        let mut last = vec![None::<u32>; WRITERS];
+        let mut last = [None::<u32>; WRITERS];
         for &(w, q) in &s.records {
             assert!((w as usize) < WRITERS, "{path}: bad writer id {w}");
             if let Some(prev) = last[w as usize] {

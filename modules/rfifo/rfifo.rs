@@ -181,7 +181,10 @@ struct State {
     /// (like `pipe_inode_info::{r,w}_counter`), so a partner that came and went counts.
     r_counter: u32,
     w_counter: u32,
-    /// Tasks sleeping in `read` / `write`; the other side wakes them only if non-zero.
+    /// Tasks that went to sleep in `read` / `write` since the last wake-up of that side:
+    /// the other side wakes them only if non-zero, and resets the count when it does (a
+    /// woken task is off the queue; one that waits again counts itself again). A task
+    /// woken by a signal stays counted until the next wake-up: one spare wake-up at most.
     rd_waiters: u32,
     wr_waiters: u32,
     /// Someone polled since the last close of all files: wake on every change.
@@ -201,6 +204,17 @@ fn wrap(i: usize, cap: usize) -> usize {
 }
 
 impl State {
+    /// After bytes were added: must the readers be woken? (Sleepers, or pollers waiting
+    /// for the empty -> non-empty change.) Resets the sleeper count.
+    fn take_rd_waiters(&mut self, was_empty: bool) -> bool {
+        mem::take(&mut self.rd_waiters) > 0 || (was_empty && self.polled)
+    }
+
+    /// After room was made: must the writers be woken? Resets the sleeper count.
+    fn take_wr_waiters(&mut self) -> bool {
+        mem::take(&mut self.wr_waiters) > 0 || self.polled
+    }
+
     fn free(&self) -> usize {
         self.buf.len() - self.len
     }
@@ -409,7 +423,7 @@ impl OpenFile {
             if st.len > 0 {
                 let want = min(iov.len(), st.len);
                 let n = st.copy_out(iov, want);
-                let wake = n > 0 && (st.wr_waiters > 0 || st.polled);
+                let wake = n > 0 && st.take_wr_waiters();
                 drop(st);
                 if wake {
                     fifo.wr_wait.notify_all();
@@ -429,11 +443,10 @@ impl OpenFile {
             if current!().signal_pending() {
                 return Err(ERESTARTSYS);
             }
-            st.rd_waiters += 1;
+            st.rd_waiters = st.rd_waiters.saturating_add(1);
             // The signal (if any) is seen by the check above on the next round, after the
             // data and EOF checks, like `wait_event_interruptible()` in `pipe_read()`.
             let _ = fifo.rd_wait.wait_interruptible(&mut st);
-            st.rd_waiters -= 1;
         }
     }
 
@@ -469,7 +482,7 @@ impl OpenFile {
                 let was_empty = st.len == 0;
                 let n = st.copy_in(iov, chunk);
                 done += n;
-                wake_readers |= n > 0 && (st.rd_waiters > 0 || (was_empty && st.polled));
+                wake_readers |= n > 0 && st.take_rd_waiters(was_empty);
                 if n < chunk {
                     break partial_or(done, EFAULT);
                 }
@@ -489,9 +502,8 @@ impl OpenFile {
                 fifo.rd_wait.notify_all();
                 wake_readers = false;
             }
-            st.wr_waiters += 1;
+            st.wr_waiters = st.wr_waiters.saturating_add(1);
             let _ = fifo.wr_wait.wait_interruptible(&mut st);
-            st.wr_waiters -= 1;
         };
         drop(st);
         if wake_readers {
@@ -557,7 +569,7 @@ impl OpenFile {
                 st.capacity = cap;
                 st.head = 0;
                 mem::swap(&mut st.buf, &mut ring);
-                let wake = st.wr_waiters > 0 || st.polled;
+                let wake = st.take_wr_waiters();
                 drop(st);
                 if wake {
                     fifo.wr_wait.notify_all();
@@ -570,7 +582,7 @@ impl OpenFile {
                 let mut st = fifo.state.lock();
                 st.len = 0;
                 st.head = 0;
-                let wake = st.wr_waiters > 0 || st.polled;
+                let wake = st.take_wr_waiters();
                 drop(st);
                 if wake {
                     fifo.wr_wait.notify_all();
@@ -615,6 +627,12 @@ impl Drop for OpenFile {
         if self.writable {
             st.writers -= 1;
             wake_rd = st.writers == 0;
+        }
+        if wake_rd {
+            st.rd_waiters = 0;
+        }
+        if wake_wr {
+            st.wr_waiters = 0;
         }
         let ring = if st.readers == 0 && st.writers == 0 {
             st.len = 0;
