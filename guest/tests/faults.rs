@@ -120,11 +120,23 @@ fn insmod_of_every_module_fails_cleanly_at_every_allocation() {
     let mut total = 0;
     for m in modules() {
         kmod::ensure_unloaded(&m);
-        let name = m.clone();
+        // Open the file before arming, so the faults land in finit_module() itself.
+        let file = File::open(kmod::path(&m)).expect("module file");
+        let empty = std::ffi::CString::new("").unwrap();
         total += walk(
             &format!("insmod {m}"),
             &[libc::ENOMEM],
-            || kmod::load(&name, ""),
+            || {
+                // SAFETY: valid fd and NUL-terminated params.
+                let r = unsafe {
+                    libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), empty.as_ptr(), 0)
+                };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(Errno::last())
+                }
+            },
             |ok| {
                 if ok {
                     kmod::unload(&m).unwrap_or_else(|e| panic!("rmmod {m}: {e:?}"));
@@ -206,11 +218,27 @@ fn device_ops(module: &'static str, dev: &str) {
     );
     let back = read(raw, 4096).unwrap();
     assert_eq!(back.len(), queued, "{dev}: bytes queued vs read back");
+    // read: there are always 16 bytes queued; a failed read must not consume them.
+    const DATA: &[u8] = b"0123456789abcdef";
+    assert_eq!(write(raw, DATA).unwrap(), 16);
     total += walk(
         &format!("{dev} read"),
-        &[libc::ENOMEM, libc::EAGAIN],
-        || read(raw, 16).map(drop),
-        |_| {},
+        &[libc::ENOMEM],
+        || {
+            let got = read(raw, 16)?;
+            assert_eq!(got, DATA, "{dev}: read returned other bytes");
+            Ok(())
+        },
+        |ok| {
+            if ok {
+                assert_eq!(write(raw, DATA).unwrap(), 16);
+            }
+        },
+    );
+    assert_eq!(
+        read(raw, 64).unwrap(),
+        DATA,
+        "{dev}: the queued bytes survived"
     );
     // SET_CAPACITY allocates a new buffer: a failure leaves the old capacity.
     let before = rfifo_uapi::get_capacity(raw).unwrap();

@@ -125,7 +125,17 @@ impl MiscDevice for HelloDevice {
     }
 
     fn read_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
-        iov.simple_read_from_buffer(kiocb.ki_pos_mut(), MESSAGE)
+        let pos = kiocb.ki_pos_mut();
+        let unread = usize::try_from(*pos).map_or(0, |p| MESSAGE.len().saturating_sub(p));
+        let wanted = iov.len();
+        let n = iov.simple_read_from_buffer(pos, MESSAGE)?;
+        // 7.3's Rust `simple_read_from_buffer` returns Ok(0) when nothing could be copied
+        // (a bad user pointer), which the reader would take for end of file; C's returns
+        // -EFAULT. Keep C's contract.
+        if n == 0 && unread > 0 && wanted > 0 {
+            return Err(EFAULT);
+        }
+        Ok(n)
     }
 
     fn write_iter(_kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterSource<'_>) -> Result<usize> {

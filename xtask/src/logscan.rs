@@ -38,6 +38,11 @@ const BENIGN: &[&str] = &[
     "kmemleak: Automatic memory scanning thread ended",
 ];
 
+/// An allocation that failed and said so (`warn_alloc`: a message, a stack dump and the
+/// memory state). With fault injection this is the expected, clean outcome: the caller got
+/// ENOMEM. Its `Call Trace:` is not a bug report.
+const ALLOC_FAILURE: &[&str] = &["page allocation failure:", "vmalloc error:"];
+
 /// Strip `[    1.234567] ` from a dmesg line.
 pub fn message(line: &str) -> &str {
     let t = line.trim_start();
@@ -64,6 +69,13 @@ pub fn scan(log: &str) -> Vec<Report> {
             continue;
         };
         if *kind == "Call Trace" && i < covered_until {
+            continue;
+        }
+        if *kind == "Call Trace"
+            && lines[i.saturating_sub(5)..i]
+                .iter()
+                .any(|l| ALLOC_FAILURE.iter().any(|a| message(l).contains(a)))
+        {
             continue;
         }
         let end = (i + 40).min(lines.len());
@@ -128,6 +140,17 @@ mod tests {
             r.iter().any(|x| x.kind == "BUG" || x.kind == "Oops"),
             "{r:#?}"
         );
+    }
+
+    #[test]
+    fn injected_allocation_failure_is_not_a_report() {
+        // A real warn_alloc from fault injection into finit_module's vmalloc.
+        let log = fixture("alloc-failure.log");
+        assert!(log.contains("Call Trace:"));
+        assert!(scan(&log).is_empty(), "{:#?}", scan(&log));
+        // But a WARNING right after it still is.
+        let with_warning = format!("{log}[    9.0] WARNING: x at y\n[    9.1] Call Trace:\n");
+        assert_eq!(scan(&with_warning).len(), 1);
     }
 
     #[test]

@@ -198,6 +198,13 @@ pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool
         }
     }
     results.extend(kunit_results(&k.src, &o.dmesg)?);
+    // The scan below is only as good as the log: it must reach back to the boot.
+    let complete = o.dmesg.lines().take(5).any(|l| l.contains("Linux version"));
+    results.push(TestResult {
+        name: "kernel::log_is_complete".into(),
+        status: if complete { Status::Pass } else { Status::Fail },
+        detail: "the kernel log buffer wrapped: early messages are lost (raise log_buf_len)".into(),
+    });
     // The kernel log must be clean, whatever the filter.
     let reports = logscan::scan(&o.dmesg);
     results.push(TestResult {

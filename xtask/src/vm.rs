@@ -381,8 +381,9 @@ pub fn run_command(
 /// kernel runs 5-level paging; on the KASAN kernel an interrupt during early CPUID parsing
 /// then hit "BUG: KASAN: wild-memory-access in do_raw_spin_lock" (handle_edge_irq) in about
 /// one boot of three (7.3.4, before any module loads). With 4-level paging: 0 of 6 boots.
+/// `log_buf_len=32M`: a whole test run's log (boot KTAP, thousands of module loads) fits.
 pub fn test_append() -> String {
-    "console=ttyS0 panic=-1 quiet no5lvl".into()
+    "console=ttyS0 panic=-1 quiet no5lvl log_buf_len=32M".into()
 }
 
 /// Everything needed to boot an artifact set with a job; used by `test` and friends.
