@@ -130,6 +130,9 @@ fn test_job(art: &Artifacts, kunit_modules: &[String], filter: Option<&str>) -> 
             "echo 'xtask: KUnit pass for {m}' > /dev/kmsg; modprobe {m} && rmmod {m} || echo 'modprobe {m} failed' > /dev/kmsg"
         );
     }
+    // KUnit verdicts come from the pass above only: tests below load modules under fault
+    // injection, where a suite's own allocations may fail by design.
+    j.push_str("echo 'xtask: tests begin' > /dev/kmsg\n");
     for (name, _) in &art.tests {
         let arg = match filter {
             Some(f) if !name.contains(f) => vm::shell_quote(f),
