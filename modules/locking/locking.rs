@@ -9,7 +9,7 @@
 //!   the chapter's `increment_counter` and an `increment_value` (read-modify-write of
 //!   `SharedData::value` under the mutex) `iterations` (N) times, and also adds 1 to a total
 //!   protected by an IRQ-safe spinlock;
-//! - meanwhile an `hrtimer` in hard-IRQ mode fires `irq_ticks` times; each callback adds 1 to the
+//! - meanwhile an `hrtimer` (interrupt context) fires `irq_ticks` times; each callback adds 1 to the
 //!   same IRQ-safe total and counts a tick;
 //! - for comparison, the work items also bump a counter without any lock (an atomic `load`
 //!   followed by a separate `store`, a racy read-modify-write that is not undefined behaviour):
@@ -61,7 +61,7 @@ use kernel::{
     time::{
         hrtimer::{
             HrTimer, HrTimerCallback, HrTimerCallbackContext, HrTimerPointer, HrTimerRestart,
-            RelativeHardMode,
+            RelativeMode,
         },
         Delta, Monotonic,
     },
@@ -250,14 +250,17 @@ impl Experiment {
 
 impl_has_hr_timer! {
     impl HasHrTimer<Self> for Experiment {
-        mode: RelativeHardMode<Monotonic>, field: self.timer
+        mode: RelativeMode<Monotonic>, field: self.timer
     }
 }
 
 impl HrTimerCallback for Experiment {
     type Pointer<'a> = Arc<Self>;
 
-    /// Runs in hard-IRQ context (`RelativeHardMode`), interrupts disabled.
+    /// Runs from the hrtimer interrupt (`RelativeMode`: in hard-IRQ context on this non-RT
+    /// kernel, interrupts disabled). Not `RelativeHardMode`: a HARD timer must only take raw
+    /// spinlocks, and `SpinLockIrq` is a `spinlock_t` (lockdep on the debug kernel reports
+    /// "BUG: Invalid wait context" for that; on PREEMPT_RT a non-HARD timer runs threaded).
     fn run(this: ArcBorrow<'_, Self>, mut ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
         let done = {
             let mut guard = this.irq_shared.lock();
