@@ -59,9 +59,56 @@ struct Seen {
     torn: usize,
 }
 
-/// Run the workload on `path`; returns the bytes verified.
+extern "C" fn on_sigusr1(_: libc::c_int) {}
+
+/// Thread ids of the workers, for the signaller.
+static TIDS: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+fn register_tid() {
+    // SAFETY: gettid has no preconditions.
+    TIDS.lock().unwrap().push(unsafe { libc::gettid() });
+}
+
+/// Run the workload on `path`; returns the bytes verified. With `signals`, a thread sends
+/// SIGUSR1 (handler installed without SA_RESTART) to random workers every ~200 us, so
+/// blocked reads and writes return EINTR and are retried: still nothing may be lost.
 fn run(path: &str) -> usize {
-    let per_writer = total_bytes() / RECORD / WRITERS;
+    run_with(path, total_bytes(), false)
+}
+
+fn run_with(path: &str, total: usize, signals: bool) -> usize {
+    let per_writer = total / RECORD / WRITERS;
+    TIDS.lock().unwrap().clear();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut interrupts = 0u64;
+    let signaller = signals.then(|| {
+        // SAFETY: installing a no-op handler without SA_RESTART.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_sigusr1 as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        }
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            let mut x: u64 = 0x2545_f491;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let tids = TIDS.lock().unwrap().clone();
+                if !tids.is_empty() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let tid = tids[(x % tids.len() as u64) as usize];
+                    // SAFETY: signalling a thread of this process.
+                    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR1) };
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            sent
+        })
+    });
     let start = Instant::now();
     // Readers open first (a read-open blocks until a writer comes; open them in threads).
     let barrier = Arc::new(Barrier::new(WRITERS + READERS));
@@ -74,6 +121,7 @@ fn run(path: &str) -> usize {
                 .read(true)
                 .open(&p)
                 .expect("open for read");
+            register_tid();
             b.wait();
             let mut seen = Seen {
                 records: Vec::new(),
@@ -109,12 +157,22 @@ fn run(path: &str) -> usize {
                 .write(true)
                 .open(&p)
                 .expect("open for write");
+            register_tid();
             b.wait();
             let mut buf = [0u8; RECORD];
             for s in 0..per_writer as u32 {
                 make_record(w, s, &mut buf);
-                let n = f.write(&buf).expect("write");
-                assert_eq!(n, RECORD, "a blocking write of PIPE_BUF bytes is whole");
+                loop {
+                    match f.write(&buf) {
+                        Ok(n) => {
+                            assert_eq!(n, RECORD, "a PIPE_BUF write is all or nothing");
+                            break;
+                        }
+                        // Interrupted before anything was written: write it again.
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => panic!("write: {e}"),
+                    }
+                }
             }
         }));
     }
@@ -125,6 +183,11 @@ fn run(path: &str) -> usize {
         .into_iter()
         .map(|r| r.join().expect("reader thread"))
         .collect();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(s) = signaller {
+        interrupts = s.join().expect("signaller");
+        assert!(interrupts > 0, "no signal was sent");
+    }
     let torn: usize = seen.iter().map(|s| s.torn).sum();
     assert_eq!(torn, 0, "{path}: torn records");
     let mut all = HashSet::new();
@@ -147,6 +210,9 @@ fn run(path: &str) -> usize {
     assert_eq!(all.len(), expected, "{path}: lost records");
     let bytes = expected * RECORD;
     let secs = start.elapsed().as_secs_f64();
+    if signals {
+        println!("{path}: {interrupts} SIGUSR1 sent to blocked/running workers");
+    }
     println!(
         "{path}: {expected} records, {} MiB verified in {secs:.1} s ({:.0} MB/s), {} readers got {:?}",
         bytes >> 20,
@@ -194,4 +260,35 @@ fn stress_rfifo() {
 fn stress_cfifo() {
     let _m = Loaded::new("cfifo", "").expect("load cfifo");
     with_timeout(|| run("/dev/cfifo0"));
+}
+
+/// Signals while blocked: 32 MiB (4 MiB on debug) with SIGUSR1 storms, zero loss.
+fn signal_total() -> usize {
+    if is_debug_kernel() {
+        4 << 20
+    } else {
+        32 << 20
+    }
+}
+
+#[test]
+fn stress_signals_kernel_fifo_reference() {
+    let path = "/tmp/stress-sig.fifo";
+    let _ = std::fs::remove_file(path);
+    let c = std::ffi::CString::new(path).unwrap();
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    with_timeout(move || run_with(path, signal_total(), true));
+}
+
+#[test]
+fn stress_signals_rfifo() {
+    let _m = Loaded::new("rfifo", "").expect("load rfifo");
+    with_timeout(|| run_with("/dev/rfifo0", signal_total(), true));
+}
+
+#[test]
+fn stress_signals_cfifo() {
+    let _m = Loaded::new("cfifo", "").expect("load cfifo");
+    with_timeout(|| run_with("/dev/cfifo0", signal_total(), true));
 }
