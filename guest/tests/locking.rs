@@ -2,7 +2,7 @@
 //! hrtimer, read from `/dev/rust_locking`.
 
 use guest::kmod::{self, Loaded};
-use guest::{mode_of, Errno, Kmsg};
+use guest::{is_debug_kernel, mode_of, Errno, Kmsg};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -114,7 +114,9 @@ fn default_run_has_exact_totals_and_is_logged() {
     let took = start.elapsed();
     eprintln!("report ({took:?}): {line}");
     check(&line, 4, 10_000, 100);
-    assert!(took < Duration::from_secs(10), "one run took {took:?}");
+    // A few seconds under TCG; lockdep + KASAN (debug kernel) make every lock operation slower.
+    let limit = Duration::from_secs(if is_debug_kernel() { 60 } else { 10 });
+    assert!(took < limit, "one run took {took:?}");
     let recs = log.read();
     let rec = recs
         .iter()
@@ -134,7 +136,7 @@ fn params_set_k_n_and_ticks() {
         (1u64, 1u64, 1u64),
         (8, 5000, 50),
         (16, 2000, 7),
-        (2, 100_000, 300),
+        (2, 25_000, 300),
     ] {
         let p = format!("workers={k} iterations={n} irq_ticks={t}");
         let _m = Loaded::new(NAME, &p).unwrap_or_else(|e| panic!("insmod {p}: {e:?}"));
@@ -176,10 +178,10 @@ fn one_experiment_per_open_then_eof() {
 
 #[test]
 fn concurrent_readers_get_independent_exact_reports() {
-    let _m = Loaded::new(NAME, "workers=4 iterations=20000 irq_ticks=40").unwrap();
+    let _m = Loaded::new(NAME, "workers=4 iterations=5000 irq_ticks=40").unwrap();
     let readers: Vec<_> = (0..4).map(|_| std::thread::spawn(read_report)).collect();
     for r in readers {
-        check(&r.join().unwrap(), 4, 20_000, 40);
+        check(&r.join().unwrap(), 4, 5000, 40);
     }
 }
 
@@ -244,7 +246,7 @@ fn modinfo_shows_metadata() {
     );
     assert_eq!(
         kmod::modinfo(NAME, "description"),
-        ["Mutex, SpinLock and SpinLockIrq with pin-init (chapter: Synchronization Primitives)"]
+        ["Mutex, SpinLock and SpinLockIrq (chapter: Synchronization Primitives)"]
     );
     let parms: Vec<String> = kmod::modinfo(NAME, "parm")
         .into_iter()
