@@ -160,6 +160,38 @@ pub mod kmod {
         Vec::new()
     }
 
+    /// Names of the modules installed in the guest (`*.ko` in [`module_dir`]), sorted.
+    pub fn installed() -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(module_dir())
+            .expect("module dir")
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".ko")
+                    .map(str::to_string)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The metadata every module of this project carries: license GPL, the project as
+    /// author, and its own description.
+    pub fn assert_metadata(name: &str, description: &str) {
+        assert_eq!(modinfo(name, "license"), ["GPL"], "{name}: license");
+        assert_eq!(
+            modinfo(name, "author"),
+            ["Rust kernel modules workbench"],
+            "{name}: author"
+        );
+        assert_eq!(
+            modinfo(name, "description"),
+            [description],
+            "{name}: description"
+        );
+    }
+
     /// A loaded module, unloaded on drop (so a failing assertion leaves nothing behind).
     pub struct Loaded(pub &'static str);
 

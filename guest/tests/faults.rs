@@ -100,18 +100,7 @@ fn walk(
 }
 
 fn modules() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(kmod::module_dir())
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_suffix(".ko")
-                .map(str::to_string)
-        })
-        .collect();
-    v.sort();
-    v
+    kmod::installed()
 }
 
 #[test]

@@ -239,14 +239,9 @@ fn open_file_pins_the_module() {
 
 #[test]
 fn modinfo_shows_metadata() {
-    assert_eq!(kmod::modinfo(NAME, "license"), ["GPL"]);
-    assert_eq!(
-        kmod::modinfo(NAME, "author"),
-        ["Rust kernel modules workbench"]
-    );
-    assert_eq!(
-        kmod::modinfo(NAME, "description"),
-        ["Mutex, SpinLock and SpinLockIrq (chapter: Synchronization Primitives)"]
+    kmod::assert_metadata(
+        NAME,
+        "Mutex, SpinLock and SpinLockIrq (chapter: Synchronization Primitives)",
     );
     let parms: Vec<String> = kmod::modinfo(NAME, "parm")
         .into_iter()

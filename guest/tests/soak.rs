@@ -11,18 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 fn modules() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(kmod::module_dir())
-        .expect("module dir")
-        .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .strip_suffix(".ko")
-                .map(str::to_string)
-        })
-        .collect();
-    v.sort();
-    v
+    kmod::installed()
 }
 
 fn dev_nodes() -> BTreeSet<String> {
