@@ -247,7 +247,6 @@ pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool
         dir.join(format!("results-{}.log", profile.name())),
         &o.results,
     )?;
-    print_verdict(&results);
     eprintln!(
         "test: guest {:.1} s ({}), total {:.1} s; JUnit {}; kernel log {}",
         o.secs,
@@ -256,6 +255,7 @@ pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool
         junit.display(),
         dir.join(format!("kernel-{}.log", profile.name())).display()
     );
+    print_verdict(&results);
     let passed = results.iter().all(|r| r.status != Status::Fail);
     let ran_any = results
         .iter()
