@@ -135,8 +135,9 @@ pub fn choose_accel(k: &Kernel) -> String {
 }
 
 /// Boot and wait for the guest to power off (or the timeout).
+/// The caller holds the `heavy` lock from before it writes the initramfs until this returns,
+/// so a queued run cannot boot another run's image.
 pub fn boot(b: &Boot) -> Result<Outcome> {
-    let _lock = util::lock("heavy")?;
     std::fs::create_dir_all(&b.out_dir)?;
     let console_log = b.out_dir.join("console.log");
     let results_log = b.out_dir.join("results.log");
@@ -339,6 +340,7 @@ pub fn run_command(
         j
     };
     let out_dir = util::target_dir().join("vm").join(profile.name());
+    let _lock = util::lock("heavy")?;
     let initramfs = initramfs::create(&k, &art, &job, share, &out_dir)?;
     let b = Boot {
         kernel: &k,
@@ -397,6 +399,7 @@ pub fn boot_job(
     let out_dir = util::target_dir()
         .join("vm")
         .join(format!("{}-{name}", k.profile.name()));
+    let _lock = util::lock("heavy")?;
     let initramfs = initramfs::create(k, art, job, None, &out_dir)?;
     boot(&Boot {
         kernel: k,
