@@ -220,16 +220,7 @@ fn doctor() -> Result<()> {
     let tc = toolchain::Toolchain::find();
     let ksrc = setup::kernel_src();
     let checks = toolchain::checks(&tc, ksrc.as_deref());
-    let mut bad = 0;
-    for c in &checks {
-        if c.ok {
-            println!("ok      {:<40} {}", c.what, c.detail);
-        } else {
-            bad += 1;
-            println!("MISSING {:<40} {}", c.what, c.detail);
-            println!("        fix: {}", c.fix);
-        }
-    }
+    let mut bad = host::print_checks(&checks);
     if bad == 0 {
         let ksrc = ksrc.expect("checked above");
         match toolchain::rustavailable(&tc, &ksrc) {
