@@ -34,7 +34,14 @@ fn parse(line: &str) -> BTreeMap<String, String> {
             "unlocked_total",
             "expected",
             "expected_irqlock",
-            "result"
+            "result",
+            "mutex_cpus",
+            "spinlock_cpus",
+            "irqlock_cpus",
+            "mutex_contended",
+            "spinlock_contended",
+            "irqlock_contended",
+            "worker_cpus"
         ]
     );
     line.split_whitespace()
@@ -43,6 +50,14 @@ fn parse(line: &str) -> BTreeMap<String, String> {
             (k.to_string(), v.to_string())
         })
         .collect()
+}
+
+/// A `0x..` CPU mask field.
+fn mask(r: &BTreeMap<String, String>, k: &str) -> u64 {
+    let v = r[k]
+        .strip_prefix("0x")
+        .unwrap_or_else(|| panic!("{k}={} is not hex", r[k]));
+    u64::from_str_radix(v, 16).unwrap_or_else(|_| panic!("{k}={} is not hex", r[k]))
 }
 
 fn num(r: &BTreeMap<String, String>, k: &str) -> u64 {
@@ -79,6 +94,56 @@ fn check(line: &str, k: u64, n: u64, t: u64) {
         "racy counter out of range: {line}"
     );
     assert_eq!(r["result"], "ok", "{line}");
+    // Every lock was held on some CPU, and each work item reports where it ran.
+    for lock in ["mutex_cpus", "spinlock_cpus", "irqlock_cpus"] {
+        assert_ne!(mask(&r, lock), 0, "{lock}: {line}");
+    }
+    let workers: Vec<&str> = r["worker_cpus"].split('/').collect();
+    assert_eq!(workers.len() as u64, k, "one mask per work item: {line}");
+    assert!(
+        workers.iter().all(|w| w.starts_with("0x") && *w != "0x0"),
+        "{line}"
+    );
+}
+
+fn online_cpus() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) as u32 }
+}
+
+/// On an SMP guest the experiment really runs in parallel: in one experiment, each of the
+/// three locks was held by at least two CPUs (work items on the unbound workqueue spread over
+/// the CPUs; a few tries allow for one unlucky placement). Contention counts are printed.
+#[test]
+fn each_lock_is_taken_on_two_cpus_in_one_experiment() {
+    let cpus = online_cpus();
+    assert!(
+        cpus >= 2,
+        "this guest has {cpus} CPU(s); the parallel experiment needs 2"
+    );
+    let _m = Loaded::new(NAME, "workers=8 iterations=20000 irq_ticks=100").expect("insmod");
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let line = read_report();
+        check(&line, 8, 20_000, 100);
+        let r = parse(&line);
+        let counts: Vec<u32> = ["mutex_cpus", "spinlock_cpus", "irqlock_cpus"]
+            .iter()
+            .map(|k| mask(&r, k).count_ones())
+            .collect();
+        println!(
+            "lock CPUs (mutex, spinlock, irqlock) {counts:?}; contended: mutex {} spinlock {} irqlock {}; workers {}",
+            r["mutex_contended"], r["spinlock_contended"], r["irqlock_contended"], r["worker_cpus"]
+        );
+        if counts.iter().all(|&c| c >= 2) {
+            return;
+        }
+        seen.push(line);
+    }
+    panic!(
+        "no experiment had every lock taken on 2+ CPUs:\n{}",
+        seen.concat()
+    );
 }
 
 fn read_report() -> String {

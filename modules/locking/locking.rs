@@ -22,12 +22,21 @@
 //! irq_ticks=100 unlocked_total=39391 expected=40000 expected_irqlock=40100 result=ok
 //! ```
 //!
-//! (one line; wrapped here). The same line is logged with `pr_info!`. Each `open` gets its own
+//! (one line; wrapped here; the real line also carries the evidence fields below). The same
+//! line is logged with `pr_info!`. Each `open` gets its own
 //! experiment, run by the first `read`; later reads of that file return the rest of the same
 //! report, then end of file. Parameters: `workers` (1..=64, default 4), `iterations`
 //! (1..=1000000, default 10000), `irq_ticks` (1..=100000, default 100, one every 100 us); others
 //! are rejected with `EINVAL` at load time. The device has no `write_iter`, so writes fail with
 //! `EINVAL`.
+//!
+//! Evidence that the experiment ran in parallel (on an SMP guest), also in the line:
+//! `mutex_cpus`, `spinlock_cpus`, `irqlock_cpus` are bitmasks (hex) of the CPUs that held each
+//! lock (noted inside the critical section, so written only under that lock);
+//! `mutex_contended`, `spinlock_contended`, `irqlock_contended` count the acquisitions that
+//! found the lock taken (a failed `try_lock` before the blocking `lock`); `worker_cpus` lists,
+//! per work item, the mask of CPUs it ran on (`w0/w1/...`). The guest tests assert that at
+//! least two CPUs took each lock in one experiment.
 //!
 //! Differences from the chapter's code:
 //!
@@ -52,11 +61,13 @@ use kernel::{
     impl_has_hr_timer,
     iov::IovIterDest,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    cpu::CpuId,
     new_mutex, new_spinlock, new_spinlock_irq,
     prelude::*,
     str::CString,
     sync::{
         atomic::{Atomic, Full, Relaxed},
+        lock::{Backend, Guard, Lock},
         Arc, ArcBorrow, Completion, Mutex, SpinLock, SpinLockIrq,
     },
     time::{
@@ -138,6 +149,41 @@ struct SharedData {
     value: u32,
 }
 
+/// Bit of the CPU we run on, for the `*_cpus` masks (CPUs >= 64 fold onto the high bits:
+/// the test kernel has at most 4).
+fn this_cpu_bit() -> u64 {
+    1 << (CpuId::current().as_u32() % 64)
+}
+
+/// A locked value plus the CPUs that held its lock. Only touched with the lock held.
+struct Tracked<T> {
+    value: T,
+    cpus: u64,
+}
+
+impl<T> Tracked<T> {
+    const fn new(value: T) -> Self {
+        Self { value, cpus: 0 }
+    }
+
+    /// Note the current CPU (call with the lock held) and give the value.
+    fn note(&mut self) -> &mut T {
+        self.cpus |= this_cpu_bit();
+        &mut self.value
+    }
+}
+
+/// Take `lock`, counting in `contended` the times it was already held by someone else.
+fn lock_counted<'a, T, B: Backend>(lock: &'a Lock<T, B>, contended: &Atomic<u32>) -> Guard<'a, T, B> {
+    match lock.try_lock() {
+        Some(guard) => guard,
+        None => {
+            contended.add(1, Relaxed);
+            lock.lock()
+        }
+    }
+}
+
 /// Data shared between process context and the hrtimer callback (hard-IRQ context).
 struct IrqShared {
     /// Incremented by the work items and by the timer callback.
@@ -151,13 +197,15 @@ struct IrqShared {
 struct Experiment {
     /// Mutex for sleeping contexts (chapter).
     #[pin]
-    data: Mutex<SharedData>,
+    data: Mutex<Tracked<SharedData>>,
     /// Spinlock used from process context only (chapter).
     #[pin]
-    counter: SpinLock<u32>,
+    counter: SpinLock<Tracked<u32>>,
     /// Spinlock that is also taken in interrupt context: interrupts off while held.
     #[pin]
-    irq_shared: SpinLockIrq<IrqShared>,
+    irq_shared: SpinLockIrq<Tracked<IrqShared>>,
+    /// Contended acquisitions of `data`, `counter`, `irq_shared` (process context).
+    contended: [Atomic<u32>; 3],
     #[pin]
     timer: HrTimer<Experiment>,
     #[pin]
@@ -174,9 +222,13 @@ struct Experiment {
 impl Experiment {
     fn new(params: Params) -> impl PinInit<Self> {
         pin_init!(Self {
-            data <- new_mutex!(SharedData { value: 0 }, "Experiment::data"),
-            counter <- new_spinlock!(0, "Experiment::counter"),
-            irq_shared <- new_spinlock_irq!(IrqShared { total: 0, ticks: 0 }, "Experiment::irq"),
+            data <- new_mutex!(Tracked::new(SharedData { value: 0 }), "Experiment::data"),
+            counter <- new_spinlock!(Tracked::new(0), "Experiment::counter"),
+            irq_shared <- new_spinlock_irq!(
+                Tracked::new(IrqShared { total: 0, ticks: 0 }),
+                "Experiment::irq"
+            ),
+            contended: [Atomic::new(0), Atomic::new(0), Atomic::new(0)],
             timer <- HrTimer::new(),
             workers_done <- Completion::new(),
             timer_done <- Completion::new(),
@@ -189,24 +241,26 @@ impl Experiment {
     /// The chapter's `update_value`.
     fn update_value(&self, new_value: u32) {
         let mut guard = self.data.lock();
-        guard.value = new_value;
+        guard.value.value = new_value;
     }
 
     /// Read-modify-write of the shared value under the mutex.
     fn increment_value(&self) {
-        let mut guard = self.data.lock();
-        guard.value += 1;
+        let mut guard = lock_counted(&self.data, &self.contended[0]);
+        guard.note().value += 1;
     }
 
     /// The chapter's `increment_counter`.
     fn increment_counter(&self) {
-        let mut guard = self.counter.lock();
-        *guard += 1;
+        let mut guard = lock_counted(&self.counter, &self.contended[1]);
+        *guard.note() += 1;
     }
 
     /// Process-context user of the IRQ-safe lock.
     fn increment_irq_total(&self) {
-        self.irq_shared.lock().total += 1;
+        lock_counted(&self.irq_shared, &self.contended[2])
+            .note()
+            .total += 1;
     }
 
     /// The unprotected read-modify-write (may lose updates, but is not a data race in the
@@ -216,8 +270,9 @@ impl Experiment {
         self.unlocked.store(v.wrapping_add(1), Relaxed);
     }
 
-    /// Body of every work item.
-    fn work_loop(&self) {
+    /// Body of every work item; returns the mask of CPUs it ran on.
+    fn work_loop(&self) -> u64 {
+        let mut cpus = this_cpu_bit();
         // First the unprotected counter, in a tight loop so that the work items running on
         // other CPUs at the same time overlap with it as much as possible.
         for _ in 0..self.params.iterations {
@@ -227,20 +282,28 @@ impl Experiment {
             self.increment_value();
             self.increment_counter();
             self.increment_irq_total();
+            cpus |= this_cpu_bit();
         }
         if self.remaining.fetch_sub(1, Full) == 1 {
             self.workers_done.complete_all();
         }
+        cpus
     }
 
     /// The final values, each read under its lock (one lock at a time: the mutex may sleep, so
     /// it must not be taken while a spinlock is held).
-    fn report(&self) -> Report {
-        let mutex_total = self.data.lock().value;
-        let spinlock_total = *self.counter.lock();
-        let (irqlock_total, irq_ticks) = {
+    fn report(&self, worker_cpus: WorkerCpus) -> Report {
+        let (mutex_total, mutex_cpus) = {
+            let guard = self.data.lock();
+            (guard.value.value, guard.cpus)
+        };
+        let (spinlock_total, spinlock_cpus) = {
+            let guard = self.counter.lock();
+            (guard.value, guard.cpus)
+        };
+        let (irqlock_total, irq_ticks, irqlock_cpus) = {
             let guard = self.irq_shared.lock();
-            (guard.total, guard.ticks)
+            (guard.value.total, guard.value.ticks, guard.cpus)
         };
         Report {
             params: self.params,
@@ -249,6 +312,15 @@ impl Experiment {
             irqlock_total,
             irq_ticks,
             unlocked_total: self.unlocked.load(Relaxed),
+            evidence: Evidence {
+                lock_cpus: [mutex_cpus, spinlock_cpus, irqlock_cpus],
+                contended: [
+                    self.contended[0].load(Relaxed),
+                    self.contended[1].load(Relaxed),
+                    self.contended[2].load(Relaxed),
+                ],
+                worker_cpus,
+            },
         }
     }
 }
@@ -269,9 +341,10 @@ impl HrTimerCallback for Experiment {
     fn run(this: ArcBorrow<'_, Self>, mut ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
         let done = {
             let mut guard = this.irq_shared.lock();
-            guard.total += 1;
-            guard.ticks += 1;
-            guard.ticks >= this.params.irq_ticks
+            let shared = guard.note();
+            shared.total += 1;
+            shared.ticks += 1;
+            shared.ticks >= this.params.irq_ticks
         };
         if done {
             this.timer_done.complete_all();
@@ -287,6 +360,8 @@ impl HrTimerCallback for Experiment {
 #[pin_data]
 struct Worker {
     experiment: Arc<Experiment>,
+    /// Mask of the CPUs the work item ran on, stored when its loop ends.
+    cpus: Atomic<u64>,
     #[pin]
     work: Work<Worker>,
 }
@@ -299,7 +374,8 @@ impl WorkItem for Worker {
     type Pointer = Arc<Worker>;
 
     fn run(this: Arc<Worker>) {
-        this.experiment.work_loop();
+        let cpus = this.experiment.work_loop();
+        this.cpus.store(cpus, Relaxed);
     }
 }
 
@@ -313,6 +389,23 @@ impl Worker {
     }
 }
 
+/// Per work item: the CPUs it ran on (`count` entries used).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct WorkerCpus {
+    masks: [u64; 64],
+    count: usize,
+}
+
+/// Where the experiment ran: not part of `is_ok` (a uniprocessor run is still correct).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Evidence {
+    /// CPUs that held the mutex, the spinlock and the IRQ-safe spinlock.
+    lock_cpus: [u64; 3],
+    /// Contended acquisitions of each, in process context.
+    contended: [u32; 3],
+    worker_cpus: WorkerCpus,
+}
+
 /// The result of one experiment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Report {
@@ -322,6 +415,7 @@ struct Report {
     irqlock_total: u32,
     irq_ticks: u32,
     unlocked_total: u32,
+    evidence: Evidence,
 }
 
 impl Report {
@@ -339,9 +433,18 @@ impl Report {
     }
 
     fn to_line(self) -> Result<CString> {
+        let e = &self.evidence;
+        let mut workers = KVec::with_capacity(e.worker_cpus.count * 5, GFP_KERNEL)?;
+        for (i, m) in e.worker_cpus.masks[..e.worker_cpus.count].iter().enumerate() {
+            let s = CString::try_from_fmt(fmt!("{}{:#x}", if i > 0 { "/" } else { "" }, m))?;
+            workers.extend_from_slice(s.to_bytes(), GFP_KERNEL)?;
+        }
+        let workers = core::str::from_utf8(&workers).map_err(|_| EINVAL)?;
         CString::try_from_fmt(fmt!(
             "workers={} iterations={} mutex_total={} spinlock_total={} irqlock_total={} \
-             irq_ticks={} unlocked_total={} expected={} expected_irqlock={} result={}\n",
+             irq_ticks={} unlocked_total={} expected={} expected_irqlock={} result={} \
+             mutex_cpus={:#x} spinlock_cpus={:#x} irqlock_cpus={:#x} mutex_contended={} \
+             spinlock_contended={} irqlock_contended={} worker_cpus={}\n",
             self.params.workers,
             self.params.iterations,
             self.mutex_total,
@@ -352,6 +455,13 @@ impl Report {
             self.params.expected(),
             self.expected_irqlock(),
             if self.is_ok() { "ok" } else { "lost_updates" },
+            e.lock_cpus[0],
+            e.lock_cpus[1],
+            e.lock_cpus[2],
+            e.contended[0],
+            e.contended[1],
+            e.contended[2],
+            workers,
         ))
     }
 }
@@ -369,6 +479,7 @@ fn run_experiment(params: Params) -> Result<Report> {
         let worker = Arc::pin_init(
             pin_init!(Worker {
                 experiment: shared,
+                cpus: Atomic::new(0),
                 work <- new_work!("locking::Worker"),
             }),
             GFP_KERNEL,
@@ -390,7 +501,14 @@ fn run_experiment(params: Params) -> Result<Report> {
     experiment.timer_done.wait_for_completion();
     drop(timer);
 
-    Ok(experiment.report())
+    let mut worker_cpus = WorkerCpus {
+        masks: [0; 64],
+        count: workers.len(),
+    };
+    for (mask, worker) in worker_cpus.masks.iter_mut().zip(&workers) {
+        *mask = worker.cpus.load(Relaxed);
+    }
+    Ok(experiment.report(worker_cpus))
 }
 
 #[pin_data]
@@ -485,22 +603,36 @@ mod tests {
             irqlock_total: 10,
             irq_ticks: 4,
             unlocked_total: 5,
+            evidence: Evidence {
+                lock_cpus: [3, 1, 2],
+                contended: [7, 0, 1],
+                worker_cpus: WorkerCpus {
+                    masks: {
+                        let mut m = [0; 64];
+                        m[0] = 1;
+                        m[1] = 3;
+                        m
+                    },
+                    count: 2,
+                },
+            },
         };
         assert!(r.is_ok());
         assert_eq!(
             r.to_line()?.to_bytes(),
             b"workers=2 iterations=3 mutex_total=6 spinlock_total=6 irqlock_total=10 \
-              irq_ticks=4 unlocked_total=5 expected=6 expected_irqlock=10 result=ok\n"
+              irq_ticks=4 unlocked_total=5 expected=6 expected_irqlock=10 result=ok \
+              mutex_cpus=0x3 spinlock_cpus=0x1 irqlock_cpus=0x2 mutex_contended=7 \
+              spinlock_contended=0 irqlock_contended=1 worker_cpus=0x1/0x3\n"
         );
         let lost = Report {
             spinlock_total: 5,
             ..r
         };
         assert!(!lost.is_ok());
-        assert!(lost
-            .to_line()?
-            .to_bytes()
-            .ends_with(b" result=lost_updates\n"));
+        let line = lost.to_line()?;
+        let line = line.to_bytes();
+        assert!(line.windows(20).any(|w| w == b" result=lost_updates"));
         Ok(())
     }
 
@@ -515,6 +647,12 @@ mod tests {
             assert_eq!(r.irqlock_total, k * n + t);
             assert!(r.unlocked_total >= 1 && r.unlocked_total <= k * n);
             assert!(r.is_ok());
+            // Every lock was held at least once, on some CPU; every worker ran somewhere.
+            assert!(r.evidence.lock_cpus.iter().all(|&m| m != 0));
+            assert_eq!(r.evidence.worker_cpus.count, k as usize);
+            assert!(r.evidence.worker_cpus.masks[..k as usize]
+                .iter()
+                .all(|&m| m != 0));
         }
         Ok(())
     }

@@ -1,16 +1,30 @@
 //! `bench`: boot the same kernel, load `rfifo` and `cfifo`, run the in-guest `fifobench`
-//! (release build) and print MB/s with the ratios Rust/C and Rust/FIFO per write size,
-//! ping-pong latency, insmod+rmmod time and `.ko` sizes. JSON in `target/bench/`.
-//! Figures, not tests: nothing in `cargo xtask test` depends on them.
+//! (release build) and print MB/s with the ratios Rust/C and Rust/FIFO per write size and
+//! CPU placement, ping-pong latency, insmod+rmmod time and `.ko` sizes. JSON in
+//! `target/bench/`. Figures, not tests: nothing in `cargo xtask test` depends on them.
+//!
+//! Two clocks, one boot each (both by default):
+//! - `icount` (deterministic): QEMU `-icount shift=0,sleep=off`, so one guest nanosecond is one
+//!   executed guest instruction. MB/s there is bytes per 1000 instructions, and the figures do
+//!   not depend on the host's speed or load: Rust/C ratios repeat run to run. This is the mode
+//!   for Rust-vs-C claims.
+//! - `wall`: multi-threaded TCG, real time. Shows what SMP scheduling does (split vs shared
+//!   CPU), but swings with the host's load.
 
 use crate::build::{self, Artifacts};
 use crate::kernel::{self, Profile};
+use crate::vm::{Clock, Machine};
 use crate::{util, vm};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::process::Command;
 
-pub fn bench(profile: Profile, rounds: u32) -> Result<()> {
+/// Rounds in the deterministic mode: its rounds agree to the instruction, three show that.
+const ICOUNT_ROUNDS: u32 = 3;
+/// The deterministic mode moves 1/ICOUNT_SCALE of the data (its per-byte cost is exact).
+const ICOUNT_SCALE: u32 = 4;
+
+pub fn bench(profile: Profile, rounds: u32, clock: Option<Clock>, smp: u32) -> Result<()> {
     let k = kernel::ensure(profile, false)?;
     let modules = build::build_modules(&k, None)?;
     let (tests, bins) = build::build_guest(true)?;
@@ -24,24 +38,80 @@ pub fn bench(profile: Profile, rounds: u32) -> Result<()> {
             bail!("module {m} is not built; the benchmark needs rfifo and cfifo");
         }
     }
+    let clocks: Vec<Clock> = match clock {
+        Some(c) => vec![c],
+        None => vec![Clock::Icount, Clock::Wall],
+    };
+    let mut all = serde_json::Map::new();
+    let mut text = String::new();
+    for clock in clocks {
+        let (r, scale) = match clock {
+            Clock::Icount => (ICOUNT_ROUNDS.min(rounds), ICOUNT_SCALE),
+            Clock::Wall => (rounds, 1),
+        };
+        let mut v = run_one(&k, &art, Machine { smp, clock }, r, scale)?;
+        v["conditions"]["profile"] = profile.name().into();
+        v["ko_sizes"] = ko_sizes(&art)?;
+        text.push_str(&table(&v));
+        text.push('\n');
+        all.insert(format!("{clock:?}").to_lowercase(), v);
+    }
+    let all = Value::Object(all);
+    let dir = util::target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let json = serde_json::to_string_pretty(&all)?;
+    std::fs::write(dir.join("bench.json"), &json)?;
+    std::fs::write(dir.join(format!("bench-{stamp}.json")), &json)?;
+    print!("{text}");
+    eprintln!(
+        "bench: JSON in {} (and bench-{stamp}.json)",
+        dir.join("bench.json").display()
+    );
+    Ok(())
+}
+
+fn run_one(
+    k: &kernel::Kernel,
+    art: &Artifacts,
+    m: Machine,
+    rounds: u32,
+    scale: u32,
+) -> Result<Value> {
     let job = format!(
         "modprobe rfifo devices=2 && modprobe cfifo devices=2 || exit 1\n\
-         fifobench {rounds} > /dev/ttyS1\n"
+         fifobench {rounds} {scale} > /dev/ttyS1\n"
     );
-    eprintln!("bench: {rounds} interleaved rounds per case (takes a few minutes under TCG)");
-    let o = vm::boot_job(&k, &art, &job, "bench", 3600)?;
+    eprintln!(
+        "bench: {:?} clock, {} vCPUs, {rounds} interleaved rounds per case (takes minutes under TCG)",
+        m.clock, m.smp
+    );
+    let o = vm::boot_job(k, art, &job, "bench", 3600, m)?;
     let line = o
         .results
         .lines()
         .find_map(|l| l.strip_prefix("BENCH-JSON "))
         .with_context(|| format!("no benchmark output; console:\n{}", o.console_tail(30)))?;
     let mut v: Value = serde_json::from_str(line).context("benchmark JSON")?;
+    v["conditions"] = serde_json::json!({
+        "clock": format!("{:?}", m.clock).to_lowercase(),
+        "accel": o.accel, "vcpus": m.smp, "memory_mb": 1024,
+        "kernel": k.release()?, "host_cores": build::jobs(),
+        "guest_wall_secs": o.secs,
+    });
+    Ok(v)
+}
+
+fn ko_sizes(art: &Artifacts) -> Result<Value> {
     let mut sizes = serde_json::Map::new();
     for p in &art.modules {
         let name = build::module_name(p);
         if ["rfifo", "cfifo", "minimal"].contains(&name.as_str()) {
             let file = std::fs::metadata(p)?.len();
-            let text = util::output(Command::new("llvm-size-19").arg(p)).unwrap_or_default();
+            let text = util::output(Command::new(crate::toolchain::llvm_tool("llvm-size")).arg(p))
+                .unwrap_or_default();
             let dec: u64 = text
                 .lines()
                 .nth(1)
@@ -54,80 +124,98 @@ pub fn bench(profile: Profile, rounds: u32) -> Result<()> {
             );
         }
     }
-    v["ko_sizes"] = Value::Object(sizes);
-    v["conditions"] = serde_json::json!({
-        "accel": o.accel, "vcpus": 2, "memory_mb": 1024, "profile": profile.name(),
-        "kernel": k.release()?, "host_cores": build::jobs(),
-    });
-    let dir = util::target_dir().join("bench");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("bench.json"), serde_json::to_string_pretty(&v)?)?;
-    print!("{}", table(&v));
-    eprintln!("bench: JSON in {}", dir.join("bench.json").display());
-    Ok(())
+    Ok(Value::Object(sizes))
 }
 
 fn med(v: &Value) -> f64 {
     v["median"].as_f64().unwrap_or(f64::NAN)
 }
 
+/// Spread over rounds: (max - min) / median, in percent.
 fn spread(v: &Value) -> String {
-    format!(
-        "{:.0}-{:.0}",
-        v["min"].as_f64().unwrap_or(0.0),
-        v["max"].as_f64().unwrap_or(0.0)
-    )
+    let (lo, hi) = (
+        v["min"].as_f64().unwrap_or(f64::NAN),
+        v["max"].as_f64().unwrap_or(f64::NAN),
+    );
+    format!("±{:.1}%", (hi - lo) / med(v) * 50.0)
 }
 
-/// The human-readable table.
+fn size_label(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{} MiB", n >> 20),
+        n if n >= 1024 => format!("{} KiB", n >> 10),
+        n => format!("{n} B"),
+    }
+}
+
+/// The human-readable table of one clock's run.
 pub fn table(v: &Value) -> String {
     let mut s = String::new();
     let c = &v["conditions"];
+    let icount = c["clock"] == "icount";
     s.push_str(&format!(
-        "fifo benchmark: {} rounds ABC-interleaved, median (min-max); {} {} vCPUs, kernel {}\n\n",
+        "fifo benchmark, {} clock: {} rounds interleaved (rfifo, cfifo, FIFO), median ±half-spread; {}, {} vCPUs, kernel {}, guest ran {:.0} s\n",
+        c["clock"].as_str().unwrap_or("?"),
         v["rounds"],
         c["accel"].as_str().unwrap_or("?"),
         c["vcpus"],
-        c["kernel"].as_str().unwrap_or("?")
+        c["kernel"].as_str().unwrap_or("?"),
+        c["guest_wall_secs"].as_f64().unwrap_or(0.0),
     ));
-    s.push_str("| write size | rfifo MB/s | cfifo MB/s | FIFO MB/s | Rust/C | Rust/FIFO |\n");
-    s.push_str("|---:|---:|---:|---:|---:|---:|\n");
-    if let Some(map) = v["throughput_mbs"].as_object() {
-        let mut keys: Vec<(usize, &String)> =
-            map.keys().map(|k| (k.parse().unwrap_or(0), k)).collect();
-        keys.sort();
-        for (n, k) in keys {
-            let r = &map[k];
-            let (rf, cf, ff) = (med(&r["rfifo"]), med(&r["cfifo"]), med(&r["fifo"]));
-            let label = match n {
-                n if n >= 1 << 20 => format!("{} MiB", n >> 20),
-                n if n >= 1024 => format!("{} KiB", n >> 10),
-                n => format!("{n} B"),
-            };
-            s.push_str(&format!(
-                "| {label} | {rf:.0} ({}) | {cf:.0} ({}) | {ff:.0} ({}) | {:.2} | {:.2} |\n",
-                spread(&r["rfifo"]),
-                spread(&r["cfifo"]),
-                spread(&r["fifo"]),
-                rf / cf,
-                rf / ff
-            ));
+    if icount {
+        s.push_str("(guest time = executed instructions: 1 MB/s = 1 byte per 1000 instructions)\n");
+    }
+    s.push('\n');
+    s.push_str(
+        "| placement | write size | rfifo MB/s | cfifo MB/s | FIFO MB/s | Rust/C | Rust/FIFO |\n",
+    );
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    if let Some(places) = v["throughput_mbs"].as_object() {
+        for (place, map) in places {
+            let Some(map) = map.as_object() else { continue };
+            let mut keys: Vec<(usize, &String)> =
+                map.keys().map(|k| (k.parse().unwrap_or(0), k)).collect();
+            keys.sort();
+            for (n, k) in keys {
+                let r = &map[k];
+                let (rf, cf, ff) = (med(&r["rfifo"]), med(&r["cfifo"]), med(&r["fifo"]));
+                s.push_str(&format!(
+                    "| {place} | {} | {rf:.1} {} | {cf:.1} {} | {ff:.1} {} | {:.3} | {:.3} |\n",
+                    size_label(n),
+                    spread(&r["rfifo"]),
+                    spread(&r["cfifo"]),
+                    spread(&r["fifo"]),
+                    rf / cf,
+                    rf / ff
+                ));
+            }
         }
     }
-    let p = &v["pingpong_us"];
-    s.push_str(&format!(
-        "\n1-byte ping-pong round trip (us): rfifo {:.1}, cfifo {:.1}, FIFO {:.1}; Rust/C time ratio {:.2}\n",
-        med(&p["rfifo"]),
-        med(&p["cfifo"]),
-        med(&p["fifo"]),
-        med(&p["rfifo"]) / med(&p["cfifo"])
-    ));
+    if let Some(places) = v["pingpong_us"].as_object() {
+        for (place, p) in places {
+            s.push_str(&format!(
+                "\n1-byte ping-pong round trip ({place}, us): rfifo {:.2} {}, cfifo {:.2} {}, FIFO {:.2} {}; Rust/C speed {:.3}",
+                med(&p["rfifo"]),
+                spread(&p["rfifo"]),
+                med(&p["cfifo"]),
+                spread(&p["cfifo"]),
+                med(&p["fifo"]),
+                spread(&p["fifo"]),
+                med(&p["cfifo"]) / med(&p["rfifo"])
+            ));
+        }
+        s.push('\n');
+    }
     let l = &v["load_unload_ms"];
     s.push_str(&format!(
-        "insmod+rmmod (ms): rfifo {:.2}, cfifo {:.2}, minimal {:.2}\n",
+        "insmod+rmmod (ms): rfifo {:.3} {}, cfifo {:.3} {}, minimal {:.3} {}; Rust/C time {:.3}\n",
         med(&l["rfifo"]),
+        spread(&l["rfifo"]),
         med(&l["cfifo"]),
-        med(&l["minimal"])
+        spread(&l["cfifo"]),
+        med(&l["minimal"]),
+        spread(&l["minimal"]),
+        med(&l["rfifo"]) / med(&l["cfifo"])
     ));
     if let Some(sz) = v["ko_sizes"].as_object() {
         let mut names: Vec<&String> = sz.keys().collect();
@@ -141,7 +229,12 @@ pub fn table(v: &Value) -> String {
                 )
             })
             .collect();
-        s.push_str(&format!(".ko sizes: {}\n", parts.join(", ")));
+        let ratio = sz["rfifo"]["text_data_bss"].as_f64().unwrap_or(f64::NAN)
+            / sz["cfifo"]["text_data_bss"].as_f64().unwrap_or(f64::NAN);
+        s.push_str(&format!(
+            ".ko sizes: {}; rfifo/cfifo text+data+bss {ratio:.2}\n",
+            parts.join(", ")
+        ));
     }
     s
 }
@@ -153,18 +246,21 @@ mod tests {
     #[test]
     fn table_has_ratios() {
         let v: Value = serde_json::from_str(
-            r#"{"throughput_mbs":{"64":{"rfifo":{"median":100,"min":90,"max":110},
-                "cfifo":{"median":50,"min":40,"max":60},"fifo":{"median":200,"min":1,"max":2}}},
-                "pingpong_us":{"rfifo":{"median":10},"cfifo":{"median":20},"fifo":{"median":5}},
+            r#"{"throughput_mbs":{"split":{"64":{"rfifo":{"median":100,"min":90,"max":110},
+                "cfifo":{"median":50,"min":40,"max":60},"fifo":{"median":200,"min":1,"max":2}}}},
+                "pingpong_us":{"split":{"rfifo":{"median":10},"cfifo":{"median":20},"fifo":{"median":5}}},
                 "load_unload_ms":{"rfifo":{"median":1},"cfifo":{"median":1},"minimal":{"median":1}},
-                "rounds":5,"conditions":{"accel":"tcg","vcpus":2,"kernel":"7.3.4"}}"#,
+                "rounds":5,"conditions":{"clock":"icount","accel":"tcg","vcpus":2,"kernel":"7.3.4"}}"#,
         )
         .unwrap();
         let t = table(&v);
         assert!(
-            t.contains("| 64 B | 100 (90-110) | 50 (40-60) | 200 (1-2) | 2.00 | 0.50 |"),
+            t.contains(
+                "| split | 64 B | 100.0 ±10.0% | 50.0 ±20.0% | 200.0 ±0.2% | 2.000 | 0.500 |"
+            ),
             "{t}"
         );
-        assert!(t.contains("Rust/C time ratio 0.50"), "{t}");
+        assert!(t.contains("Rust/C speed 2.000"), "{t}");
+        assert!(t.contains("executed instructions"), "{t}");
     }
 }

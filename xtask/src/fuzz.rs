@@ -6,7 +6,13 @@ use crate::kernel::{self, Profile};
 use crate::{build, initramfs, logscan, vm};
 use anyhow::{bail, Result};
 
-pub fn fuzz(profile: Profile, seconds: u64, seed: u64, workers: u64) -> Result<()> {
+pub fn fuzz(
+    profile: Profile,
+    machine: vm::Machine,
+    seconds: u64,
+    seed: u64,
+    workers: u64,
+) -> Result<()> {
     let k = kernel::ensure(profile, false)?;
     let art = build::build_all(&k)?;
     let mut job = String::from("ls /dev > /tmp/dev.before\n");
@@ -20,10 +26,11 @@ pub fn fuzz(profile: Profile, seconds: u64, seed: u64, workers: u64) -> Result<(
          kfuzz --seed {seed} --seconds {seconds} --workers {workers} $devs\n"
     ));
     eprintln!(
-        "fuzz: seed {seed}, {seconds} s, {workers} workers, profile {}",
+        "fuzz: seed {seed}, {seconds} s, {workers} workers, {} vCPUs, profile {}",
+        machine.smp,
         profile.name()
     );
-    let o = vm::boot_job(&k, &art, &job, "fuzz", seconds + 300)?;
+    let o = vm::boot_job(&k, &art, &job, "fuzz", seconds + 300, machine)?;
     let ops: u64 = o
         .console
         .lines()
@@ -54,8 +61,9 @@ pub fn fuzz(profile: Profile, seconds: u64, seed: u64, workers: u64) -> Result<(
     );
     if !reports.is_empty() || o.exit != Some(0) {
         bail!(
-            "fuzzing found a problem; reproduce with: cargo xtask fuzz --profile {} --seed {seed} --seconds {seconds} --workers {workers}",
-            profile.name()
+            "fuzzing found a problem; reproduce with: cargo xtask fuzz --profile {} --seed {seed} --seconds {seconds} --workers {workers} --smp {}",
+            profile.name(),
+            machine.smp
         );
     }
     Ok(())

@@ -111,6 +111,9 @@ enum Cmd {
         /// Hard timeout for the guest, in seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// Guest vCPUs (default 2: one per host core here; more only time-share the cores).
+        #[arg(long, default_value_t = vm::DEFAULT_SMP, value_parser = clap::value_parser!(u32).range(1..=4))]
+        smp: u32,
         /// Run this command in the guest instead of the demo, and exit with its status.
         #[arg(last = true)]
         cmd: Vec<String>,
@@ -119,9 +122,15 @@ enum Cmd {
     Bench {
         #[arg(long, value_enum, default_value = "default")]
         profile: Profile,
-        /// Interleaved rounds per case.
+        /// Interleaved rounds per case (wall-clock mode; the deterministic mode runs 3).
         #[arg(long, default_value_t = 5)]
         rounds: u32,
+        /// Which clock(s): both (default), only wall, only icount.
+        #[arg(long, value_enum)]
+        clock: Option<vm::Clock>,
+        /// Guest vCPUs (default 2: one per host core here; more only time-share the cores).
+        #[arg(long, default_value_t = vm::DEFAULT_SMP, value_parser = clap::value_parser!(u32).range(1..=4))]
+        smp: u32,
     },
     /// Run the seeded in-guest syscall fuzzer over every device of the modules.
     Fuzz {
@@ -133,6 +142,9 @@ enum Cmd {
         seed: u64,
         #[arg(long, default_value_t = 4)]
         workers: u64,
+        /// Guest vCPUs (default 2: one per host core here; more only time-share the cores).
+        #[arg(long, default_value_t = vm::DEFAULT_SMP, value_parser = clap::value_parser!(u32).range(1..=4))]
+        smp: u32,
     },
     /// Boot the kernel and run every test inside it; prints `N passed, N failed`.
     Test {
@@ -144,6 +156,9 @@ enum Cmd {
         /// Hard timeout for the guest, in seconds.
         #[arg(long, default_value_t = 1200)]
         timeout: u64,
+        /// Guest vCPUs (default 2: one per host core here; more only time-share the cores).
+        #[arg(long, default_value_t = vm::DEFAULT_SMP, value_parser = clap::value_parser!(u32).range(1..=4))]
+        smp: u32,
     },
 }
 
@@ -183,26 +198,46 @@ fn main() {
             share,
             load,
             timeout,
+            smp,
             cmd,
         } => ensure_ready().and_then(|_| {
-            let code = vm::run_command(profile, share.as_deref(), load, timeout, &cmd)?;
+            let m = vm::Machine {
+                smp,
+                ..Default::default()
+            };
+            let code = vm::run_command(profile, m, share.as_deref(), load, timeout, &cmd)?;
             std::process::exit(code)
         }),
-        Cmd::Bench { profile, rounds } => {
-            ensure_ready().and_then(|_| bench::bench(profile, rounds))
-        }
+        Cmd::Bench {
+            profile,
+            rounds,
+            clock,
+            smp,
+        } => ensure_ready().and_then(|_| bench::bench(profile, rounds, clock, smp)),
         Cmd::Fuzz {
             profile,
             seconds,
             seed,
             workers,
-        } => ensure_ready().and_then(|_| fuzz::fuzz(profile, seconds, seed, workers)),
+            smp,
+        } => ensure_ready().and_then(|_| {
+            let m = vm::Machine {
+                smp,
+                ..Default::default()
+            };
+            fuzz::fuzz(profile, m, seconds, seed, workers)
+        }),
         Cmd::Test {
             profile,
             filter,
             timeout,
+            smp,
         } => ensure_ready().and_then(|_| {
-            let ok = report::test(profile, filter.as_deref(), timeout)?;
+            let m = vm::Machine {
+                smp,
+                ..Default::default()
+            };
+            let ok = report::test(profile, m, filter.as_deref(), timeout)?;
             if !ok {
                 std::process::exit(1);
             }

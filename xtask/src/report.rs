@@ -122,6 +122,10 @@ pub fn binary_sections(results: &str) -> Vec<(String, String, i32)> {
 /// The guest job for a test run.
 fn test_job(art: &Artifacts, kunit_modules: &[String], filter: Option<&str>) -> String {
     let mut j = String::from("R=/dev/ttyS1\nrc=0\n");
+    // What the guest brought up, for `kernel::all_cpus_online`.
+    j.push_str(
+        "echo \"XTASK-CPUS online=$(cat /sys/devices/system/cpu/online) processors=$(grep -c ^processor /proc/cpuinfo)\" > $R\n",
+    );
     // Load and unload each module that has KUnit suites once, so its suites run even when
     // no other test loads it (suites run at module load).
     for m in kunit_modules {
@@ -158,9 +162,32 @@ fn test_job(art: &Artifacts, kunit_modules: &[String], filter: Option<&str>) -> 
     j
 }
 
+/// `kernel::all_cpus_online`: the guest runs every vCPU QEMU was given (`-smp`), i.e.
+/// `/sys/devices/system/cpu/online` is `0-(smp-1)` and `/proc/cpuinfo` lists `smp` processors.
+/// Fails on a uniprocessor guest (a kernel without ACPI reads SeaBIOS's MP table: 1 CPU).
+fn cpus_online(results: &str, smp: u32) -> TestResult {
+    let want = if smp == 1 {
+        "0".to_string()
+    } else {
+        format!("0-{}", smp - 1)
+    };
+    let line = results
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("XTASK-CPUS "))
+        .unwrap_or("(no XTASK-CPUS line from the guest)");
+    let ok = line == format!("online={want} processors={smp}");
+    TestResult {
+        name: "kernel::all_cpus_online".into(),
+        status: if ok { Status::Pass } else { Status::Fail },
+        detail: format!(
+            "QEMU -smp {smp}, expected online={want} processors={smp}; the guest says: {line}"
+        ),
+    }
+}
+
 /// Does this `.ko` carry KUnit suites?
 fn has_kunit(ko: &Path) -> bool {
-    Command::new("llvm-readelf-19")
+    Command::new(crate::toolchain::llvm_tool("llvm-readelf"))
         .arg("-S")
         .arg(ko)
         .output()
@@ -169,7 +196,12 @@ fn has_kunit(ko: &Path) -> bool {
 }
 
 /// `test`: build, boot, run everything, print the verdict. Returns whether all passed.
-pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool> {
+pub fn test(
+    profile: Profile,
+    machine: vm::Machine,
+    filter: Option<&str>,
+    timeout: u64,
+) -> Result<bool> {
     let start = std::time::Instant::now();
     let k = kernel::ensure(profile, false)?;
     let art = build::build_all(&k)?;
@@ -187,7 +219,7 @@ pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool
         art.tests.len(),
         filter.unwrap_or("none")
     );
-    let o = vm::boot_job(&k, &art, &job, "test", timeout)?;
+    let o = vm::boot_job(&k, &art, &job, "test", timeout, machine)?;
     let mut results: Vec<TestResult> = Vec::new();
     let sections = binary_sections(&o.results);
     for (name, _) in &art.tests {
@@ -208,6 +240,7 @@ pub fn test(profile: Profile, filter: Option<&str>, timeout: u64) -> Result<bool
         status: if complete { Status::Pass } else { Status::Fail },
         detail: "the kernel log buffer wrapped: early messages are lost (raise log_buf_len)".into(),
     });
+    results.push(cpus_online(&o.results, machine.smp));
     // The kernel log must be clean, whatever the filter.
     let reports = logscan::scan(&o.dmesg);
     results.push(TestResult {
@@ -400,6 +433,16 @@ pub fn junit_xml(results: &[TestResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_cpus_online_fails_on_a_uniprocessor_guest() {
+        let up = "XTASK-BOOTED\nXTASK-CPUS online=0 processors=1\n";
+        let smp = "XTASK-CPUS online=0-1 processors=2\n";
+        assert!(cpus_online(up, 2).status == Status::Fail);
+        assert!(cpus_online(smp, 2).status == Status::Pass);
+        assert!(cpus_online(up, 1).status == Status::Pass);
+        assert!(cpus_online("", 2).status == Status::Fail);
+    }
 
     const OUT: &str = "\
 running 3 tests

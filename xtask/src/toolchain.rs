@@ -14,6 +14,11 @@ pub const BINDGEN_VERSION: &str = "0.73.2";
 /// LLVM suffix passed as `LLVM=-19`.
 pub const LLVM_SUFFIX: &str = "-19";
 
+/// An LLVM tool of the kernel's LLVM, e.g. `llvm_tool("llvm-size")` -> `llvm-size-19`.
+pub fn llvm_tool(name: &str) -> String {
+    format!("{name}{LLVM_SUFFIX}")
+}
+
 /// Debian packages the workbench needs, with a description for `doctor`.
 pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("rustc-web", "rustc/rustdoc 1.96 for the kernel"),

@@ -53,16 +53,65 @@ pub struct Boot<'a> {
     pub out_dir: PathBuf,
     pub timeout: Duration,
     pub console: Console,
-    pub smp: u32,
+    pub machine: Machine,
     pub mem_mb: u32,
     pub append: String,
 }
 
-fn accel_args(accel: &str) -> Vec<String> {
-    match accel {
-        "kvm" => vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()],
-        _ => vec!["-accel".into(), "tcg".into(), "-cpu".into(), "max".into()],
+/// How guest time runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Clock {
+    /// Real time: TCG with one host thread per vCPU (or KVM when the probe allows).
+    Wall,
+    /// Deterministic: `-icount shift=0,sleep=off`, guest time counts executed instructions
+    /// (one host thread for all vCPUs, round-robin; KVM cannot do this). Figures measured in
+    /// guest time then do not depend on the host's speed or load.
+    Icount,
+}
+
+/// The virtual machine's shape, shared by every command that boots.
+#[derive(Clone, Copy, Debug)]
+pub struct Machine {
+    /// vCPUs (`-smp`). The guest brings all of them up through ACPI's MADT; the test
+    /// `kernel::all_cpus_online` checks it against `RKM_SMP`, which the job script exports.
+    pub smp: u32,
+    pub clock: Clock,
+}
+
+/// Default vCPUs: 2. More vCPUs than host cores make TCG threads time-share one core, which
+/// slows every test and adds nothing (the races we look for need two CPUs, not more); these
+/// machines have 2 cores. Pass `--smp N` to try more.
+pub const DEFAULT_SMP: u32 = 2;
+
+impl Default for Machine {
+    fn default() -> Self {
+        Machine {
+            smp: DEFAULT_SMP,
+            clock: Clock::Wall,
+        }
     }
+}
+
+/// Two QEMU `edu` PCI devices (1234:11e8) on every boot: one per driver twin (`rust_edu`,
+/// `cedu`). Cheap when unused: they sit on the PCI bus until a driver binds.
+const EDU_DEVICES: u32 = 2;
+
+fn accel_args(accel: &str, clock: Clock) -> Vec<String> {
+    let mut a: Vec<String> = match (accel, clock) {
+        ("kvm", Clock::Wall) => vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()],
+        // Multi-threaded TCG: one host thread per vCPU, so two guest CPUs really run at once.
+        (_, Clock::Wall) => vec!["-accel".into(), "tcg,thread=multi".into()],
+        (_, Clock::Icount) => vec![
+            "-accel".into(),
+            "tcg,thread=single".into(),
+            "-icount".into(),
+            "shift=0,sleep=off".into(),
+        ],
+    };
+    if accel != "kvm" || clock == Clock::Icount {
+        a.extend(["-cpu".into(), "max".into()]);
+    }
+    a
 }
 
 /// Decide between KVM and TCG; the probe result is cached per kernel build.
@@ -81,7 +130,7 @@ pub fn choose_accel(k: &Kernel) -> String {
     // userspace, and `panic=-1` + `-no-reboot` ends QEMU. Reaching that line proves KVM works.
     let log = k.build.join("xtask-kvm-probe.log");
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(accel_args("kvm"))
+    c.args(accel_args("kvm", Clock::Wall))
         .args([
             "-m",
             "256",
@@ -143,12 +192,23 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
     let results_log = b.out_dir.join("results.log");
     let _ = std::fs::remove_file(&console_log);
     let _ = std::fs::remove_file(&results_log);
-    let accel = choose_accel(b.kernel);
+    let accel = match b.machine.clock {
+        Clock::Wall => choose_accel(b.kernel),
+        Clock::Icount => "tcg".into(),
+    };
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(accel_args(&accel))
-        .args(["-m", &b.mem_mb.to_string(), "-smp", &b.smp.to_string()])
-        .args(["-display", "none", "-no-reboot", "-nodefaults"])
-        .arg("-kernel")
+    c.args(accel_args(&accel, b.machine.clock))
+        .args([
+            "-m",
+            &b.mem_mb.to_string(),
+            "-smp",
+            &b.machine.smp.to_string(),
+        ])
+        .args(["-display", "none", "-no-reboot", "-nodefaults"]);
+    for _ in 0..EDU_DEVICES {
+        c.args(["-device", "edu"]);
+    }
+    c.arg("-kernel")
         .arg(b.kernel.bzimage())
         .arg("-initrd")
         .arg(&b.initramfs)
@@ -212,7 +272,11 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
         console,
         results,
         secs: start.elapsed().as_secs_f64(),
-        accel,
+        accel: match b.machine.clock {
+            Clock::Wall if accel == "tcg" => "tcg (multi-threaded)".into(),
+            Clock::Wall => accel,
+            Clock::Icount => "tcg -icount shift=0,sleep=off".into(),
+        },
     };
     if o.dmesg.is_empty() {
         // The guest died before dumping its log: the console has the kernel's lines.
@@ -316,6 +380,7 @@ fn demo_job(modules: &[String], interactive: bool) -> String {
 /// `run`: build what is stale, boot, show the modules working or run `cmd`.
 pub fn run_command(
     profile: Profile,
+    machine: Machine,
     share: Option<&Path>,
     load: bool,
     timeout: u64,
@@ -325,7 +390,8 @@ pub fn run_command(
     let art = build::build_all(&k)?;
     let modules = initramfs::module_names(&art);
     let interactive = cmd.is_empty() && std::io::stdin().is_terminal();
-    let job = if cmd.is_empty() {
+    let mut job = job_env(machine);
+    job += &if cmd.is_empty() {
         demo_job(&modules, interactive)
     } else {
         let mut j = String::new();
@@ -352,11 +418,16 @@ pub fn run_command(
         } else {
             Console::Show
         },
-        smp: 2,
+        machine,
         mem_mb: 1024,
         append: test_append(),
     };
-    eprintln!("vm: booting {} ({})", k.bzimage().display(), k.release()?);
+    eprintln!(
+        "vm: booting {} ({}), {} vCPUs",
+        k.bzimage().display(),
+        k.release()?,
+        machine.smp
+    );
     let o = boot(&b)?;
     eprintln!(
         "vm: {} in {:.1} s, {}; console log {}",
@@ -388,6 +459,11 @@ pub fn test_append() -> String {
     "console=ttyS0 panic=-1 quiet no5lvl log_buf_len=32M".into()
 }
 
+/// Environment every job script starts with: what the guest tests may compare against.
+fn job_env(m: Machine) -> String {
+    format!("export RKM_SMP={}\n", m.smp)
+}
+
 /// Everything needed to boot an artifact set with a job; used by `test` and friends.
 pub fn boot_job(
     k: &Kernel,
@@ -395,7 +471,10 @@ pub fn boot_job(
     job: &str,
     name: &str,
     timeout: u64,
+    machine: Machine,
 ) -> Result<Outcome> {
+    let job = job_env(machine) + job;
+    let job = job.as_str();
     let out_dir = util::target_dir()
         .join("vm")
         .join(format!("{}-{name}", k.profile.name()));
@@ -407,7 +486,7 @@ pub fn boot_job(
         out_dir,
         timeout: Duration::from_secs(timeout),
         console: Console::Quiet,
-        smp: 2,
+        machine,
         mem_mb: 1024,
         append: test_append(),
     })

@@ -5,6 +5,12 @@
 //! (`mkfifo`, the kernel's pipe code), in interleaved rounds (ABC ABC ...). Then a 1-byte
 //! ping-pong between two processes over two devices of each kind, and insmod+rmmod time of
 //! each module. Prints one JSON object on stdout (a line starting with `BENCH-JSON `).
+//!
+//! Usage: `fifobench ROUNDS [SCALE]`: every transfer moves 1/SCALE of the default amount
+//! (the deterministic mode uses a smaller SCALE's worth: its figures do not vary by round).
+//! Each throughput and ping-pong case runs in two placements: `split` (writer on CPU 0,
+//! reader on CPU 1: what real pipes see between two busy processes) and `shared` (both on
+//! CPU 0: every transfer is a context switch). With one CPU only `shared` runs.
 
 use std::ffi::CString;
 use std::time::Instant;
@@ -44,11 +50,72 @@ fn read_some(fd: i32, buf: &mut [u8]) -> usize {
     n as usize
 }
 
+/// Where the two processes of a case run.
+#[derive(Clone, Copy)]
+enum Placement {
+    /// First process on CPU 0, second on CPU 1.
+    Split,
+    /// Both on CPU 0.
+    Shared,
+}
+
+impl Placement {
+    fn name(self) -> &'static str {
+        match self {
+            Placement::Split => "split",
+            Placement::Shared => "shared",
+        }
+    }
+
+    /// CPUs of (child, parent).
+    fn cpus(self) -> (usize, usize) {
+        match self {
+            Placement::Split => (0, 1),
+            Placement::Shared => (0, 0),
+        }
+    }
+}
+
+/// Pin the calling process to one CPU (panics if the CPU is not online: no silent fallback).
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` < CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: valid set of the right size for this process (pid 0).
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    assert_eq!(
+        r,
+        0,
+        "pin to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Allow the calling process on every CPU again.
+fn unpin() {
+    // SAFETY: as in `pin`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in 0..online_cpus() {
+        // SAFETY: `cpu` < CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: as in `pin`.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+}
+
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) as usize }
+}
+
 /// MB/s for `size`-byte writes of `total` bytes through `path`, writer in a child process.
-fn throughput(path: &str, size: usize, total: usize) -> f64 {
+fn throughput(path: &str, size: usize, total: usize, place: Placement) -> f64 {
+    let (child_cpu, parent_cpu) = place.cpus();
     // SAFETY: fork in a single-threaded program.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
+        pin(child_cpu);
         let fd = open(path, libc::O_WRONLY);
         let buf = vec![0x5au8; size];
         for _ in 0..total / size {
@@ -57,6 +124,7 @@ fn throughput(path: &str, size: usize, total: usize) -> f64 {
         // SAFETY: leaving the child.
         unsafe { libc::_exit(0) };
     }
+    pin(parent_cpu);
     let fd = open(path, libc::O_RDONLY);
     let mut buf = vec![0u8; size];
     let start = Instant::now();
@@ -74,15 +142,18 @@ fn throughput(path: &str, size: usize, total: usize) -> f64 {
         libc::close(fd);
         libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
+    unpin();
     assert_eq!(got, total, "{path}: bytes moved");
     total as f64 / secs / 1e6
 }
 
 /// Round-trip time in microseconds for 1-byte ping-pong over `a` and `b`.
-fn pingpong(a: &str, b: &str, rounds: usize) -> f64 {
+fn pingpong(a: &str, b: &str, rounds: usize, place: Placement) -> f64 {
+    let (child_cpu, parent_cpu) = place.cpus();
     // SAFETY: fork in a single-threaded program.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
+        pin(child_cpu);
         let rd = open(a, libc::O_RDONLY);
         let wr = open(b, libc::O_WRONLY);
         let mut c = [0u8; 1];
@@ -93,6 +164,7 @@ fn pingpong(a: &str, b: &str, rounds: usize) -> f64 {
         // SAFETY: leaving the child.
         unsafe { libc::_exit(0) };
     }
+    pin(parent_cpu);
     let wr = open(a, libc::O_WRONLY);
     let rd = open(b, libc::O_RDONLY);
     let mut c = [1u8; 1];
@@ -108,6 +180,7 @@ fn pingpong(a: &str, b: &str, rounds: usize) -> f64 {
         libc::close(rd);
         libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
+    unpin();
     us
 }
 
@@ -145,10 +218,14 @@ fn json_stats(v: &mut [f64]) -> String {
 }
 
 fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(5);
+    let mut args = std::env::args().skip(1);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let scale: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1).max(1);
+    let placements: &[Placement] = if online_cpus() >= 2 {
+        &[Placement::Split, Placement::Shared]
+    } else {
+        &[Placement::Shared]
+    };
     for p in ["/tmp/bench.fifo", "/tmp/bench2.fifo"] {
         let _ = std::fs::remove_file(p);
         let c = CString::new(p).unwrap();
@@ -161,34 +238,44 @@ fn main() {
         ("fifo", "/tmp/bench.fifo", "/tmp/bench2.fifo"),
     ];
     let mut out = String::from("{\"throughput_mbs\":{");
-    for (si, &size) in SIZES.iter().enumerate() {
+    for (pi, &place) in placements.iter().enumerate() {
+        let sep = if pi > 0 { "," } else { "" };
+        out.push_str(&format!("{sep}\"{}\":{{", place.name()));
+        for (si, &size) in SIZES.iter().enumerate() {
+            let mut runs: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+            for _ in 0..rounds {
+                for (ki, (_, path, _)) in kinds.iter().enumerate() {
+                    runs[ki].push(throughput(path, size, total_for(size) / scale, place));
+                }
+            }
+            out.push_str(&format!("{}\"{size}\":{{", if si > 0 { "," } else { "" }));
+            for (ki, (name, _, _)) in kinds.iter().enumerate() {
+                let sep = if ki > 0 { "," } else { "" };
+                out.push_str(&format!("{sep}\"{name}\":{}", json_stats(&mut runs[ki])));
+            }
+            out.push('}');
+            eprintln!("fifobench: {} size {size} done", place.name());
+        }
+        out.push('}');
+    }
+    out.push_str("},\"pingpong_us\":{");
+    for (pi, &place) in placements.iter().enumerate() {
+        let sep = if pi > 0 { "," } else { "" };
+        out.push_str(&format!("{sep}\"{}\":{{", place.name()));
         let mut runs: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
         for _ in 0..rounds {
-            for (ki, (_, path, _)) in kinds.iter().enumerate() {
-                runs[ki].push(throughput(path, size, total_for(size)));
+            for (ki, (_, a, b)) in kinds.iter().enumerate() {
+                runs[ki].push(pingpong(a, b, 5000 / scale, place));
             }
         }
-        out.push_str(&format!("{}\"{size}\":{{", if si > 0 { "," } else { "" }));
         for (ki, (name, _, _)) in kinds.iter().enumerate() {
             let sep = if ki > 0 { "," } else { "" };
             out.push_str(&format!("{sep}\"{name}\":{}", json_stats(&mut runs[ki])));
         }
         out.push('}');
-        eprintln!("fifobench: size {size} done");
-    }
-    out.push_str("},\"pingpong_us\":{");
-    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
-    for _ in 0..rounds {
-        for (ki, (_, a, b)) in kinds.iter().enumerate() {
-            runs[ki].push(pingpong(a, b, 5000));
-        }
-    }
-    for (ki, (name, _, _)) in kinds.iter().enumerate() {
-        let sep = if ki > 0 { "," } else { "" };
-        out.push_str(&format!("{sep}\"{name}\":{}", json_stats(&mut runs[ki])));
     }
     out.push_str("},\"load_unload_ms\":{");
-    // The modules are loaded by the job; unload them to time load cycles, then reload.
+    // The modules are loaded by the job; unload them to time load cycles.
     let mods = ["rfifo", "cfifo", "minimal"];
     for m in mods {
         let n = CString::new(m).unwrap();
@@ -205,6 +292,9 @@ fn main() {
         let sep = if i > 0 { "," } else { "" };
         out.push_str(&format!("{sep}\"{m}\":{}", json_stats(&mut runs[i])));
     }
-    out.push_str(&format!("}},\"rounds\":{rounds}}}"));
+    out.push_str(&format!(
+        "}},\"rounds\":{rounds},\"scale\":{scale},\"online_cpus\":{}}}",
+        online_cpus()
+    ));
     println!("BENCH-JSON {out}");
 }
