@@ -1,0 +1,528 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The FIFO rules of one device (`fifo_open()`, `pipe_read()`, `pipe_write()`,
+//! `pipe_poll()` of `fs/pipe.c`) and the ioctls: safe Rust over the ring of
+//! [`crate::ring`], the wait queues of [`crate::waitq`] and 7.3's `Mutex`/`CondVar`.
+//! [`crate::chrdev`] calls the [`OpenFile`] methods from the `file_operations`.
+
+use crate::{
+    chrdev,
+    ring::{
+        check_capacity,
+        ring_gfp,
+        Ring, //
+    },
+    uapi::{
+        self,
+        poll::*, //
+    },
+    waitq::{
+        PollTable,
+        WaitQueue, //
+    },
+};
+use core::{
+    cmp::min,
+    mem, //
+};
+use kernel::{
+    bindings,
+    fs::{
+        file::flags,
+        File, //
+    },
+    iov::{
+        IovIterDest,
+        IovIterSource, //
+    },
+    prelude::*,
+    seq_file::SeqFile,
+    seq_print,
+    sync::{
+        new_condvar,
+        new_mutex,
+        Arc,
+        CondVar,
+        LockedBy,
+        Mutex, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+/// State of one device, protected by [`Fifo::state`].
+pub(crate) struct State {
+    ring: Ring,
+    /// Open files with read / write access (`O_RDWR` counts for both).
+    readers: u32,
+    writers: u32,
+    /// Number of read / write opens ever: a blocked open waits for the other one to change
+    /// (like `pipe_inode_info::{r,w}_counter`), so a partner that came and went counts.
+    r_counter: u32,
+    w_counter: u32,
+    /// Tasks that went to sleep in `read` / `write` since the last wake-up of that side:
+    /// the other side wakes them only if non-zero, and resets the count when it does (a
+    /// woken task is off the queue; one that waits again counts itself again). A task
+    /// woken by a signal stays counted until the next wake-up: one spare wake-up at most.
+    rd_waiters: u32,
+    wr_waiters: u32,
+    /// Someone polled since the last close of all files: wake on every change.
+    polled: bool,
+    opens: u64,
+}
+
+impl State {
+    /// After bytes were added: must the readers be woken? (Sleepers, or pollers waiting
+    /// for the empty -> non-empty change.) Resets the sleeper count.
+    fn take_rd_waiters(&mut self, was_empty: bool) -> bool {
+        mem::take(&mut self.rd_waiters) > 0 || (was_empty && self.polled)
+    }
+
+    /// After room was made: must the writers be woken? Resets the sleeper count.
+    fn take_wr_waiters(&mut self) -> bool {
+        mem::take(&mut self.wr_waiters) > 0 || self.polled
+    }
+
+    fn stats(&self) -> uapi::Stats {
+        uapi::Stats {
+            bytes_in: self.ring.bytes_in(),
+            bytes_out: self.ring.bytes_out(),
+            fill: self.ring.len() as u64,
+            opens: self.opens,
+            readers: self.readers,
+            writers: self.writers,
+        }
+    }
+}
+
+/// One `/dev/rfifoN`.
+#[pin_data]
+pub(crate) struct Fifo {
+    #[pin]
+    state: Mutex<State>,
+    /// Readers wait here for data (or for the last writer to leave); pollers for `POLLIN`.
+    #[pin]
+    rd_wait: WaitQueue,
+    /// Writers wait here for room (or for the last reader to leave); pollers for `POLLOUT`.
+    #[pin]
+    wr_wait: WaitQueue,
+    /// Blocking opens wait here for their partner.
+    #[pin]
+    open_wait: CondVar,
+}
+
+impl Fifo {
+    /// A device whose ring will be `capacity` bytes (from [`check_capacity`]).
+    pub(crate) fn new(capacity: usize) -> Result<Arc<Fifo>> {
+        Arc::pin_init(
+            pin_init!(Fifo {
+                state <- new_mutex!(State {
+                    ring: Ring::new(capacity),
+                    readers: 0,
+                    writers: 0,
+                    r_counter: 0,
+                    w_counter: 0,
+                    rd_waiters: 0,
+                    wr_waiters: 0,
+                    polled: false,
+                    opens: 0,
+                }),
+                rd_wait <- WaitQueue::new(c"rfifo::rd_wait", kernel::static_lock_class!()),
+                wr_wait <- WaitQueue::new(c"rfifo::wr_wait", kernel::static_lock_class!()),
+                open_wait <- new_condvar!("rfifo::open_wait"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+}
+
+/// One open file of a [`Fifo`] (the file's private data).
+pub(crate) struct OpenFile {
+    fifo: Arc<Fifo>,
+    /// Counted as a reader / writer of `fifo` (set once counted; undone on drop).
+    readable: bool,
+    writable: bool,
+    /// A non-blocking read open without writers: no `POLLHUP` until a writer has opened
+    /// (`w_counter` moved on), like `file::f_pipe` for FIFOs.
+    hup_after: Option<u32>,
+    /// Bytes moved through this open file, updated under the device lock that `read` and
+    /// `write` hold anyway (a plain add instead of an atomic read-modify-write per call).
+    io: LockedBy<IoCounts, State>,
+}
+
+/// Per-open-file byte counters (`/proc/<pid>/fdinfo`).
+#[derive(Default)]
+struct IoCounts {
+    read: u64,
+    written: u64,
+}
+
+/// `O_NONBLOCK` of `file`, read anew each time (`fcntl(F_SETFL)` may change it).
+fn nonblocking(file: &File) -> bool {
+    // `File` is `repr(transparent)` over `struct file`: this is `file.as_ptr()` without the
+    // out-of-line call to the shared generic `Opaque::get` (it sits on the path to every sleep).
+    let raw = core::ptr::from_ref(file).cast::<bindings::file>();
+    // SAFETY: `raw` points to the valid file behind `file`. A volatile read is the
+    // `READ_ONCE(file->f_flags)` of `File::flags()`.
+    let f = unsafe { (&raw const (*raw).f_flags).read_volatile() };
+    f & flags::O_NONBLOCK != 0
+}
+
+/// `Ok(done)` if something was done, else `Err(err)` (a write's partial count wins).
+fn partial_or(done: usize, err: Error) -> Result<usize> {
+    if done > 0 {
+        Ok(done)
+    } else {
+        Err(err)
+    }
+}
+
+impl OpenFile {
+    /// `open(2)`: the FIFO rules of `fifo_open()` in `fs/pipe.c`.
+    pub(crate) fn open(fifo: &Arc<Fifo>, file: &File) -> Result<KBox<OpenFile>> {
+        let mut me = KBox::new(
+            OpenFile {
+                fifo: fifo.clone(),
+                readable: false,
+                writable: false,
+                hup_after: None,
+                io: LockedBy::new(&fifo.state, IoCounts::default()),
+            },
+            GFP_KERNEL,
+        )?;
+        // On error `me` is dropped after the lock was released; its `Drop` undoes whatever
+        // was counted (a partner wait interrupted by a signal).
+        me.attach(fifo, file)?;
+        Ok(me)
+    }
+
+    /// Count `self` as a reader and/or writer of `fifo` (its own `fifo`) and wait for the
+    /// partner if needed.
+    fn attach(&mut self, fifo: &Fifo, file: &File) -> Result {
+        let f = file.flags();
+        let nonblock = f & flags::O_NONBLOCK != 0;
+        let (rd, wr) = match f & flags::O_ACCMODE {
+            flags::O_RDONLY => (true, false),
+            flags::O_WRONLY => (false, true),
+            flags::O_RDWR => (true, true),
+            _ => return Err(EINVAL),
+        };
+        let mut st = fifo.state.lock();
+        if wr && !rd && nonblock && st.readers == 0 {
+            return Err(ENXIO);
+        }
+        // First open file: allocate the ring (freed again by the last close).
+        st.ring.allocate()?;
+        if rd {
+            st.readers += 1;
+            st.r_counter = st.r_counter.wrapping_add(1);
+            self.readable = true;
+        }
+        if wr {
+            st.writers += 1;
+            st.w_counter = st.w_counter.wrapping_add(1);
+            self.writable = true;
+        }
+        fifo.open_wait.notify_all();
+        if rd && !wr && st.writers == 0 {
+            if nonblock {
+                self.hup_after = Some(st.w_counter);
+            } else {
+                let seen = st.w_counter;
+                while st.w_counter == seen {
+                    if fifo.open_wait.wait_interruptible(&mut st) {
+                        break;
+                    }
+                }
+                if st.w_counter == seen {
+                    return Err(ERESTARTSYS);
+                }
+            }
+        } else if wr && !rd && st.readers == 0 {
+            let seen = st.r_counter;
+            while st.r_counter == seen {
+                if fifo.open_wait.wait_interruptible(&mut st) {
+                    break;
+                }
+            }
+            if st.r_counter == seen {
+                return Err(ERESTARTSYS);
+            }
+        }
+        st.opens += 1;
+        Ok(())
+    }
+
+    /// `read(2)`: the rules of `pipe_read()`.
+    ///
+    /// One lock round trip when data is there; the per-open counter is updated under that
+    /// lock and the writers are woken (after the unlock) only if one sleeps or polled.
+    pub(crate) fn read(&self, file: &File, iov: &mut IovIterDest<'_>) -> Result<usize> {
+        let want = iov.len();
+        if want == 0 {
+            return Ok(0);
+        }
+        let fifo = &*self.fifo;
+        let mut st = fifo.state.lock();
+        loop {
+            if !st.ring.is_empty() {
+                let avail = st.ring.len();
+                let n = st.ring.copy_out(iov, min(want, avail));
+                if n == 0 {
+                    return Err(EFAULT);
+                }
+                let wake = st.take_wr_waiters();
+                let io = self.io.access_mut(&mut st);
+                io.read = io.read.wrapping_add(n as u64);
+                drop(st);
+                if wake {
+                    fifo.wr_wait.wake_all();
+                }
+                return Ok(n);
+            }
+            if st.writers == 0 {
+                return Ok(0);
+            }
+            if nonblocking(file) {
+                return Err(EAGAIN);
+            }
+            // A pending signal ends the read here, after the data and EOF checks, like
+            // `wait_event_interruptible()` in `pipe_read()`.
+            st = fifo
+                .rd_wait
+                .wait(
+                    st,
+                    |st| st.rd_waiters = st.rd_waiters.saturating_add(1),
+                    || (),
+                )
+                .map_err(|_| ERESTARTSYS)?;
+        }
+    }
+
+    /// `write(2)`: the rules of `pipe_write()`, with byte (not page) granularity.
+    pub(crate) fn write(&self, file: &File, iov: &mut IovIterSource<'_>) -> Result<usize> {
+        let total = iov.len();
+        if total == 0 {
+            return Ok(0);
+        }
+        let fifo = &*self.fifo;
+        let mut done: usize = 0;
+        let mut wake_readers = false;
+        let mut st = fifo.state.lock();
+        let ret = loop {
+            if st.readers == 0 {
+                chrdev::send_sigpipe_to_current();
+                break partial_or(done, EPIPE);
+            }
+            // `done <= total` always (it grows by at most `remaining`).
+            let remaining = total.wrapping_sub(done);
+            let free = st.ring.free();
+            let chunk = if total <= st.ring.atomic_max() {
+                // Atomic: all of it or nothing (yet).
+                if free >= remaining {
+                    remaining
+                } else {
+                    0
+                }
+            } else {
+                min(free, remaining)
+            };
+            if chunk > 0 {
+                let was_empty = st.ring.is_empty();
+                let n = st.ring.copy_in(iov, chunk);
+                // `n <= chunk <= remaining`.
+                done = done.wrapping_add(n);
+                wake_readers |= n > 0 && st.take_rd_waiters(was_empty);
+                if n < chunk {
+                    break partial_or(done, EFAULT);
+                }
+                if done == total {
+                    break Ok(done);
+                }
+                continue;
+            }
+            // The file flags are read only when the write would block: `fcntl(F_SETFL)`
+            // may change them at any time, so this is as current as reading them on entry.
+            if nonblocking(file) {
+                break partial_or(done, EAGAIN);
+            }
+            let wake = mem::take(&mut wake_readers);
+            match fifo.wr_wait.wait(
+                st,
+                |st| st.wr_waiters = st.wr_waiters.saturating_add(1),
+                // They must drain what we wrote before we can go on.
+                || {
+                    if wake {
+                        fifo.rd_wait.wake_all();
+                    }
+                },
+            ) {
+                Ok(guard) => st = guard,
+                Err(guard) => {
+                    // A signal is pending (nothing was queued, the lock is still held).
+                    st = guard;
+                    wake_readers = wake;
+                    break partial_or(done, ERESTARTSYS);
+                }
+            }
+        };
+        if done > 0 {
+            let io = self.io.access_mut(&mut st);
+            io.written = io.written.wrapping_add(done as u64);
+        }
+        drop(st);
+        if wake_readers {
+            fifo.rd_wait.wake_all();
+        }
+        ret
+    }
+
+    /// `poll(2)`: the mask of `pipe_poll()`.
+    pub(crate) fn poll(&self, file: &File, table: &PollTable) -> u32 {
+        let fifo = &*self.fifo;
+        if self.readable {
+            table.register(file, &fifo.rd_wait);
+        }
+        if self.writable {
+            table.register(file, &fifo.wr_wait);
+        }
+        let mut st = fifo.state.lock();
+        st.polled = true;
+        let mut mask = 0;
+        if self.readable {
+            if !st.ring.is_empty() {
+                mask |= POLLIN | POLLRDNORM;
+            }
+            if st.writers == 0 && self.hup_after != Some(st.w_counter) {
+                mask |= POLLHUP;
+            }
+        }
+        if self.writable {
+            if st.ring.free() >= st.ring.atomic_max() {
+                mask |= POLLOUT | POLLWRNORM;
+            }
+            if st.readers == 0 {
+                mask |= POLLERR;
+            }
+        }
+        mask
+    }
+
+    /// `ioctl(2)`: one method per command of `include/uapi/rfifo.h`; `arg` is the user
+    /// pointer of the commands that take one.
+    pub(crate) fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+        let user = |len| UserSlice::new(UserPtr::from_addr(arg), len);
+        match cmd {
+            uapi::GET_CAPACITY => self.get_capacity(user(size_of::<u32>()))?,
+            uapi::SET_CAPACITY => self.set_capacity(user(size_of::<u32>()))?,
+            uapi::CLEAR => self.clear()?,
+            uapi::GET_STATS => self.get_stats(user(size_of::<uapi::Stats>()))?,
+            _ => return Err(ENOTTY),
+        }
+        Ok(0)
+    }
+
+    /// `RFIFO_IOC_GET_CAPACITY`: the ring size as a `__u32`.
+    fn get_capacity(&self, out: UserSlice) -> Result {
+        // `capacity <= MAX_CAPACITY` fits a `u32`.
+        let cap = self.fifo.state.lock().ring.capacity() as u32;
+        out.writer().write(&cap)
+    }
+
+    /// `RFIFO_IOC_SET_CAPACITY` (`CAP_SYS_ADMIN`): a new ring of the given size, only while
+    /// the ring is empty (`EBUSY`).
+    fn set_capacity(&self, arg: UserSlice) -> Result {
+        if !chrdev::capable_sys_admin() {
+            return Err(EPERM);
+        }
+        let cap = check_capacity(arg.reader().read::<u32>()?)?;
+        let fifo = &*self.fifo;
+        // Allocate before locking; `ring` (the old ring, or the new one on `EBUSY`) is
+        // dropped after the unlock.
+        let mut ring = KVVec::from_elem(0u8, cap, ring_gfp())?;
+        let mut st = fifo.state.lock();
+        st.ring.replace(&mut ring)?;
+        let wake = st.take_wr_waiters();
+        drop(st);
+        if wake {
+            fifo.wr_wait.wake_all();
+        }
+        Ok(())
+    }
+
+    /// `RFIFO_IOC_CLEAR` (`CAP_SYS_ADMIN`): discard the buffered bytes.
+    fn clear(&self) -> Result {
+        if !chrdev::capable_sys_admin() {
+            return Err(EPERM);
+        }
+        let fifo = &*self.fifo;
+        let mut st = fifo.state.lock();
+        st.ring.clear();
+        let wake = st.take_wr_waiters();
+        drop(st);
+        if wake {
+            fifo.wr_wait.wake_all();
+        }
+        Ok(())
+    }
+
+    /// `RFIFO_IOC_GET_STATS`: a `struct rfifo_stats`.
+    fn get_stats(&self, out: UserSlice) -> Result {
+        let stats = self.fifo.state.lock().stats();
+        out.writer().write_slice(&stats.to_bytes())
+    }
+
+    /// `/proc/<pid>/fdinfo/<fd>`: this open file's byte counts.
+    pub(crate) fn show_fdinfo(&self, m: &SeqFile) {
+        let (read, written) = {
+            let mut st = self.fifo.state.lock();
+            let io = self.io.access_mut(&mut st);
+            (io.read, io.written)
+        };
+        seq_print!(m, "bytes_read:\t{read}\nbytes_written:\t{written}\n");
+    }
+}
+
+impl Drop for OpenFile {
+    /// `release`: the last reader leaving wakes the writers (EPIPE, `POLLERR`), the last
+    /// writer the readers (EOF, `POLLHUP`); the last file discards the data.
+    fn drop(&mut self) {
+        if !self.readable && !self.writable {
+            return;
+        }
+        let fifo = &*self.fifo;
+        let mut st = fifo.state.lock();
+        let mut wake_rd = false;
+        let mut wake_wr = false;
+        if self.readable {
+            st.readers -= 1;
+            wake_wr = st.readers == 0;
+        }
+        if self.writable {
+            st.writers -= 1;
+            wake_rd = st.writers == 0;
+        }
+        if wake_rd {
+            st.rd_waiters = 0;
+        }
+        if wake_wr {
+            st.wr_waiters = 0;
+        }
+        let ring = if st.readers == 0 && st.writers == 0 {
+            st.polled = false;
+            Some(st.ring.release())
+        } else {
+            None
+        };
+        drop(st);
+        drop(ring);
+        if wake_rd {
+            fifo.rd_wait.wake_all();
+        }
+        if wake_wr {
+            fifo.wr_wait.wake_all();
+        }
+    }
+}
