@@ -13,7 +13,8 @@
 //! cases assert that readers and writers each ran on at least two CPUs (when the guest has
 //! them: `smp::all_cpus_online` checks that it does) and that readers and writers blocked and
 //! were woken. The pinned cases put one writer and one reader on different CPUs (`split`) or
-//! on the same CPU (`shared`) and assert the placement held.
+//! on the same CPU (`shared`) and assert the placement held and that reads blocked and were
+//! woken.
 
 use guest::kmod::Loaded;
 use guest::{is_debug_kernel, Errno};
@@ -443,7 +444,7 @@ fn stress_signals_cfifo() {
 
 /// Pinned: one writer and one reader, on different CPUs (`split`) or the same CPU
 /// (`shared`). 32 MiB (4 MiB on debug); the placement must have held for every transfer and
-/// both sides must have blocked and been woken.
+/// reads must have blocked and been woken.
 fn pinned(path: &str, split: bool) {
     let cpus = if split { (0, 1) } else { (0, 0) };
     if split {
@@ -472,9 +473,11 @@ fn pinned(path: &str, split: bool) {
         vec![cpus.1 as u32],
         "{path}: reader CPUs"
     );
+    // Reads blocked on an empty FIFO and were woken by writes. (Writers block only when the
+    // reader falls behind a full buffer: on split CPUs a device writer may never have to.)
     assert!(
-        par.reader_sleeps > 0 && par.writer_sleeps > 0,
-        "{path}: no blocking seen (reader sleeps {}, writer sleeps {})",
+        par.reader_sleeps > 0,
+        "{path}: no blocking read seen (reader sleeps {}, writer sleeps {})",
         par.reader_sleeps,
         par.writer_sleeps
     );

@@ -455,8 +455,13 @@ pub fn run_command(
 /// then hit "BUG: KASAN: wild-memory-access in do_raw_spin_lock" (handle_edge_irq) in about
 /// one boot of three (7.3.4, before any module loads). With 4-level paging: 0 of 6 boots.
 /// `log_buf_len=32M`: a whole test run's log (boot KTAP, thousands of module loads) fits.
+/// `rcupdate.rcu_expedited=1`: with 2 CPUs every `synchronize_rcu()` (several per insmod and
+/// rmmod) waits for a normal grace period, a few 4 ms ticks under TCG; expedited grace periods
+/// use IPIs instead. Measured, 50 insmod+rmmod cycles of `minimal`: 1 CPU 7.0 ms/cycle,
+/// 2 CPUs 21.8 ms, 2 CPUs expedited 7.6 ms; the soak test went from 329 s (three modules
+/// stopped at its 60 s cap) to 187 s (all 9 x 1000 cycles).
 pub fn test_append() -> String {
-    "console=ttyS0 panic=-1 quiet no5lvl log_buf_len=32M".into()
+    "console=ttyS0 panic=-1 quiet no5lvl log_buf_len=32M rcupdate.rcu_expedited=1".into()
 }
 
 /// Environment every job script starts with: what the guest tests may compare against.
