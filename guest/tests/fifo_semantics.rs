@@ -608,3 +608,38 @@ fn blocking_poll_wakes_on_data_and_on_room() {
         (b1, p1, b2, poll_names(t.join().unwrap()))
     });
 }
+
+/// `epoll_wait()` of `ep` for one event, up to `ms` milliseconds: the number of events.
+fn epoll_wait_one(ep: &OwnedFd, ms: i32) -> i32 {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: one valid event slot.
+    unsafe { libc::epoll_wait(raw(ep), &mut ev, 1, ms) }
+}
+
+#[test]
+fn epoll_edge_triggered_reader_gets_an_event_per_write() {
+    // fs/pipe.c: an EPOLLET reader makes every write wake the readers, so a reader that
+    // does not drain still sees one event per write ("pipe: make pipe writes always wake
+    // up readers"); without it the second write would give no event.
+    Env::new().check((1, 1, 1, Ok(b"abc".to_vec())), |path| {
+        let (r, w) = pair(path, true);
+        // SAFETY: plain syscalls; the results are checked.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(ep >= 0, "epoll_create1: {:?}", Errno::last());
+        // SAFETY: `ep` was just returned by epoll_create1 and is owned by nobody else.
+        let ep = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ep) };
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: 0,
+        };
+        // SAFETY: valid fds and event.
+        let added = unsafe { libc::epoll_ctl(raw(&ep), libc::EPOLL_CTL_ADD, raw(&r), &mut ev) };
+        assert_eq!(added, 0, "epoll_ctl: {:?}", Errno::last());
+        let mut events = Vec::new();
+        for b in [b"a", b"b", b"c"] {
+            write(raw(&w), b).unwrap();
+            events.push(epoll_wait_one(&ep, 1000));
+        }
+        (events[0], events[1], events[2], read(raw(&r), 10))
+    });
+}

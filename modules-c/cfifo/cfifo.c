@@ -11,7 +11,12 @@
  *
  * A character-device region rather than a misc device: misc_open() calls ->open() with
  * the global misc_mtx held, so a FIFO open that waits for its partner would block every
- * misc-device open, the partner's included.
+ * misc-device open, the partner's included. cdev_add() is the last step of the init: an
+ * open before it finds no cdev (ENXIO), so no open can sleep in a module whose init fails.
+ *
+ * The device mutex is held across the user copies (as pipe->mutex is): a slow-faulting
+ * buffer delays the device's other readers, writers, opens, closes and ioctls. poll() and
+ * fdinfo do not take it.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -59,6 +64,7 @@ struct cfifo_dev {
 	size_t len;			/* bytes in the ring */
 	unsigned int readers, writers;	/* open files with read / write access */
 	unsigned int r_counter, w_counter; /* read / write opens ever (partner waits) */
+	bool edge_polled;		/* an EPOLLET reader polled: wake readers on every write */
 	u64 bytes_in, bytes_out, opens;
 };
 
@@ -111,6 +117,7 @@ static void cfifo_detach(struct cfifo_file *cf)
 		d->buf = NULL;
 		d->head = 0;
 		d->len = 0;
+		WRITE_ONCE(d->edge_polled, false);
 	}
 	mutex_unlock(&d->lock);
 	kvfree(buf);
@@ -319,7 +326,8 @@ static ssize_t cfifo_write_iter(struct kiocb *iocb, struct iov_iter *from)
 			d->len += n;
 			d->bytes_in += n;
 			done += n;
-			if (n && was_empty)
+			/* pipe_write(): every write wakes the readers for an EPOLLET reader */
+			if (n && (was_empty || READ_ONCE(d->edge_polled)))
 				wake_readers = true;
 			if (n < chunk) {
 				ret = done ? done : -EFAULT;
@@ -357,32 +365,44 @@ static ssize_t cfifo_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	return ret;
 }
 
-/* The mask of pipe_poll(). */
+/*
+ * The mask of pipe_poll(), like it without the lock: register first, then read the state
+ * racily. The barrier pairs with the one in wq_has_sleeper() of the wakers, which change
+ * the state before they look for sleepers: a poller either sees the change or is found.
+ */
 static __poll_t cfifo_poll(struct file *filp, poll_table *wait)
 {
 	struct cfifo_file *cf = filp->private_data;
 	struct cfifo_dev *d = cf->dev;
+	size_t len, cap;
 	__poll_t mask = 0;
 
-	if (cf->readable)
+	if (cf->readable) {
 		poll_wait(filp, &d->rd_wait, wait);
+		if (wait && (wait->_key & EPOLLET) && !READ_ONCE(d->edge_polled))
+			WRITE_ONCE(d->edge_polled, true);
+	}
 	if (cf->writable)
 		poll_wait(filp, &d->wr_wait, wait);
+	/* Queued before the state is read; pairs with wq_has_sleeper() in the wakers. */
+	smp_mb();
 
-	mutex_lock(&d->lock);
+	len = READ_ONCE(d->len);
+	cap = READ_ONCE(d->cap);
 	if (cf->readable) {
-		if (d->len)
+		if (len)
 			mask |= EPOLLIN | EPOLLRDNORM;
-		if (!d->writers && !(cf->hup_check && cf->hup_after == d->w_counter))
+		if (!READ_ONCE(d->writers) &&
+		    !(cf->hup_check && cf->hup_after == READ_ONCE(d->w_counter)))
 			mask |= EPOLLHUP;
 	}
 	if (cf->writable) {
-		if (d->cap - d->len >= cfifo_atomic_max(d))
+		/* len > cap only in a stale pair of reads around SET_CAPACITY */
+		if (len <= cap && cap - len >= min_t(size_t, PIPE_BUF, cap))
 			mask |= EPOLLOUT | EPOLLWRNORM;
-		if (!d->readers)
+		if (!READ_ONCE(d->readers))
 			mask |= EPOLLERR;
 	}
-	mutex_unlock(&d->lock);
 	return mask;
 }
 
@@ -518,11 +538,7 @@ static int __init cfifo_init(void)
 	ret = class_register(&cfifo_class);
 	if (ret)
 		goto err_region;
-	cdev_init(&cfifo_cdev, &cfifo_fops);
-	cfifo_cdev.owner = THIS_MODULE;
-	ret = cdev_add(&cfifo_cdev, cfifo_base, devices);
-	if (ret)
-		goto err_class;
+	/* The nodes first: an open of one finds no cdev yet and fails with ENXIO. */
 	for (; created < devices; created++) {
 		struct device *dev = device_create(&cfifo_class, NULL, cfifo_base + created,
 						   NULL, "cfifo%u", created);
@@ -531,14 +547,18 @@ static int __init cfifo_init(void)
 			goto err_devices;
 		}
 	}
+	/* The last fallible step: the devices become openable only if the init succeeds. */
+	cdev_init(&cfifo_cdev, &cfifo_fops);
+	cfifo_cdev.owner = THIS_MODULE;
+	ret = cdev_add(&cfifo_cdev, cfifo_base, devices);
+	if (ret)
+		goto err_devices;
 	pr_info("%u devices of %u bytes\n", devices, capacity);
 	return 0;
 
 err_devices:
 	while (created--)
 		device_destroy(&cfifo_class, cfifo_base + created);
-	cdev_del(&cfifo_cdev);
-err_class:
 	class_unregister(&cfifo_class);
 err_region:
 	unregister_chrdev_region(cfifo_base, devices);

@@ -16,6 +16,10 @@
 //!   (it is `Send + Sync`).
 //! - A [`Registration`] is pinned; all its fields except the `cdev` are written before the
 //!   `cdev` is added and never change after, so `open` reads them without locking.
+//! - `cdev_add()` is the last fallible step of the module's init: before it no file of
+//!   ours can be opened (an open of a `/dev` node finds no `cdev`: `ENXIO`), after it
+//!   nothing can fail, so no open can be in progress in a module whose init fails and is
+//!   freed under it.
 //! - While a file is open `chrdev_open()` holds a reference on this module (`FOPS.owner`),
 //!   so the `Registration` (module data) outlives every open file; `rmmod` fails with
 //!   `EWOULDBLOCK` meanwhile.
@@ -52,9 +56,9 @@ use kernel::{
 /// # Invariants
 ///
 /// After initialisation: `base` is a registered chrdev region of `fifos.len()` minors,
-/// `cdev` is initialised with [`FOPS`] and added for it, `class` is a live class with one
-/// device per minor. All fields other than `cdev` are written before `cdev_add` and never
-/// change, so `open` may read them from any thread.
+/// `class` is a live class with one device per minor, `cdev` is initialised with [`FOPS`]
+/// and added for the region (the last step). All fields other than `cdev` are written
+/// before `cdev_add` and never change, so `open` may read them from any thread.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Registration {
     #[pin]
@@ -73,11 +77,30 @@ unsafe impl Sync for Registration {}
 
 const OWNER: *mut bindings::module = <crate::LocalModule as ModuleMetadata>::THIS_MODULE.as_ptr();
 
+// The trampolines hand `&OpenFile` to whichever thread calls into the file, several at
+// once, and `release` drops it on yet another: it must be `Send + Sync`.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<OpenFile>();
+};
+
+/// A `file_operations` in a `static` (one address for the module's lifetime, as the
+/// `cdev` keeps a pointer to it).
+#[repr(transparent)]
+struct Fops(bindings::file_operations);
+
+// SAFETY: The table is never written after compile time; the kernel only reads it. (Its
+// raw pointers, `owner` and the functions, make the bindgen type `!Sync`.)
+unsafe impl Sync for Fops {}
+
 /// The `file_operations` of every device. `llseek` stays `None` and `open` calls
 /// `stream_open()`, so `lseek`/`pread`/`pwrite` fail `ESPIPE` as on a FIFO. `owner`
 /// makes `chrdev_open()` pin the module while a file is open, as `cdev.owner` does too
-/// (`rmmod` then fails: `delete_module()` returns `EWOULDBLOCK`).
-const FOPS: bindings::file_operations = bindings::file_operations {
+/// (`rmmod` then fails: `delete_module()` returns `EWOULDBLOCK`). `compat_ioctl` is
+/// `compat_ptr_ioctl()`, as in C twin and in 7.3's `MiscDevice`: the ABI has one layout
+/// for 32- and 64-bit programs (fixed-size fields, no pointers in the structs), so a 32-bit
+/// program's ioctl only needs its pointer argument converted.
+static FOPS: Fops = Fops(bindings::file_operations {
     owner: OWNER,
     open: Some(open),
     release: Some(release),
@@ -85,9 +108,11 @@ const FOPS: bindings::file_operations = bindings::file_operations {
     write_iter: Some(write_iter),
     poll: Some(poll),
     unlocked_ioctl: Some(ioctl),
+    #[cfg(CONFIG_COMPAT)]
+    compat_ioctl: bindings::compat_ptr_ioctl,
     show_fdinfo: Some(show_fdinfo),
     ..pin_init::zeroed()
-};
+});
 
 fn mkdev(base: bindings::dev_t, i: usize) -> bindings::dev_t {
     base + i as bindings::dev_t
@@ -118,46 +143,47 @@ impl Registration {
                 (&raw mut (*slot).base).write(base);
                 (&raw mut (*slot).class).write(class);
             }
-            // SAFETY: `slot` is valid and pinned, so the `cdev` never moves.
-            let cdev = unsafe { Opaque::cast_into(&raw const (*slot).cdev) };
-            // SAFETY: `cdev` points to writable memory for a `struct cdev`; `FOPS` is
-            // `'static` (promoted constant).
-            unsafe {
-                bindings::cdev_init(cdev, &FOPS);
-                (*cdev).owner = OWNER;
-            }
-            // SAFETY: `cdev` is initialised; `base` is our region of `count` minors.
-            let mut ret = to_result(unsafe { bindings::cdev_add(cdev, base, count as u32) });
+            // The nodes first: opening one finds no `cdev` yet and fails `ENXIO`.
+            let mut ret = Ok(());
             let mut created = 0;
+            while created < count {
+                // SAFETY: `class` is live; the format takes one `unsigned int`.
+                let dev = unsafe {
+                    bindings::device_create(
+                        class,
+                        core::ptr::null_mut(),
+                        mkdev(base, created),
+                        core::ptr::null_mut(),
+                        c"%s%u".as_char_ptr(),
+                        name.as_char_ptr(),
+                        created as c_uint,
+                    )
+                };
+                if let Err(e) = from_err_ptr(dev) {
+                    ret = Err(e);
+                    break;
+                }
+                created += 1;
+            }
             if ret.is_ok() {
-                while created < count {
-                    // SAFETY: `class` is live; the format takes one `unsigned int`.
-                    let dev = unsafe {
-                        bindings::device_create(
-                            class,
-                            core::ptr::null_mut(),
-                            mkdev(base, created),
-                            core::ptr::null_mut(),
-                            c"%s%u".as_char_ptr(),
-                            name.as_char_ptr(),
-                            created as c_uint,
-                        )
-                    };
-                    if let Err(e) = from_err_ptr(dev) {
-                        ret = Err(e);
-                        break;
-                    }
-                    created += 1;
+                // SAFETY: `slot` is valid and pinned, so the `cdev` never moves.
+                let cdev = unsafe { Opaque::cast_into(&raw const (*slot).cdev) };
+                // SAFETY: `cdev` points to writable memory for a `struct cdev`; `FOPS` is a
+                // `static`.
+                unsafe {
+                    bindings::cdev_init(cdev, &FOPS.0);
+                    (*cdev).owner = OWNER;
                 }
-                if ret.is_err() {
-                    // SAFETY: The cdev was added above.
-                    unsafe { bindings::cdev_del(cdev) };
-                }
+                // The last fallible step (type invariant): the devices become openable only
+                // if it succeeds, and then the init succeeds.
+                // SAFETY: `cdev` is initialised; `base` is our region of `count` minors.
+                ret = to_result(unsafe { bindings::cdev_add(cdev, base, count as u32) });
             }
             if ret.is_err() {
                 // SAFETY: Undo the steps above in reverse order: the devices we created,
                 // the class, the region; then drop the `fifos` we moved into `slot`,
-                // which the caller will treat as uninitialised.
+                // which the caller will treat as uninitialised. No file was opened: the
+                // `cdev` was never added.
                 unsafe {
                     for i in 0..created {
                         bindings::device_destroy(class, mkdev(base, i));
@@ -329,15 +355,22 @@ unsafe extern "C" fn show_fdinfo(m: *mut bindings::seq_file, raw: *mut bindings:
     unsafe { open_file(raw) }.show_fdinfo(m);
 }
 
-/// `send_sig(SIGPIPE, current, 0)`, as `pipe_write()` does.
+/// `send_sig(SIGPIPE, current, 0)`, as `pipe_write()` does (rfifo calls it after dropping
+/// the device lock).
 pub(crate) fn send_sigpipe_to_current() {
-    // SAFETY: The current task is valid while it runs this code; `send_sig` may be
-    // called from process context without locks held.
+    // SAFETY: The current task is valid while it runs this code. `send_sig()` takes the
+    // task's `siglock` itself (with interrupts off) and does not sleep, so process context
+    // is enough, with or without sleeping locks held (`pipe_write()` holds `pipe->mutex`).
     unsafe { bindings::send_sig(bindings::SIGPIPE as c_int, Task::current_raw(), 0) };
 }
 
-/// `capable(CAP_SYS_ADMIN)` for the current task.
+/// `capable(CAP_SYS_ADMIN)` for the current task. Call it only right before the privileged
+/// action: on success it marks the task as having used a privilege (`PF_SUPERPRIV`, which
+/// process accounting reports), and the LSM hook may write an audit record either way.
 pub(crate) fn capable_sys_admin() -> bool {
-    // SAFETY: `capable` only reads the current task's credentials; process context.
+    // SAFETY: `capable()` checks the current task's effective capabilities through the LSM
+    // hook; besides the answer its effects are on the current task only (`PF_SUPERPRIV`
+    // on success, an audit record). Its one requirement, process context with a current
+    // task, holds in `ioctl`.
     unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as c_int) }
 }

@@ -4,6 +4,12 @@
 //! `pipe_poll()` of `fs/pipe.c`) and the ioctls: safe Rust over the ring of
 //! [`crate::ring`], the wait queues of [`crate::waitq`] and 7.3's `Mutex`/`CondVar`.
 //! [`crate::chrdev`] calls the [`OpenFile`] methods from the `file_operations`.
+//!
+//! Locking: [`Fifo::state`] (a mutex) protects everything a `read`/`write` changes and is
+//! held across the copy between the ring and user memory (as `pipe->mutex` is), so a copy
+//! that faults slowly delays the device's other readers, writers, opens, closes and ioctls.
+//! `poll` and `show_fdinfo` never take it: `poll` reads [`Fifo::status`], a snapshot that
+//! every change publishes under the lock, and the per-open byte counts are atomics.
 
 use crate::{
     chrdev,
@@ -39,11 +45,18 @@ use kernel::{
     seq_file::SeqFile,
     seq_print,
     sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        barrier::{
+            smp_mb,
+            Full, //
+        },
         new_condvar,
         new_mutex,
         Arc,
         CondVar,
-        LockedBy,
         Mutex, //
     },
     uaccess::{
@@ -68,21 +81,62 @@ pub(crate) struct State {
     /// woken by a signal stays counted until the next wake-up: one spare wake-up at most.
     rd_waiters: u32,
     wr_waiters: u32,
-    /// Someone polled since the last close of all files: wake on every change.
-    polled: bool,
     opens: u64,
+    /// The value last stored in [`Fifo::status`].
+    published: u64,
 }
 
+/// Bits of [`Fifo::status`]: what `poll` needs to know, as one word. The upper 32 bits are
+/// `w_counter` (for the `POLLHUP` rule of non-blocking readers).
+const READABLE: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const NO_READERS: u64 = 1 << 2;
+const NO_WRITERS: u64 = 1 << 3;
+
 impl State {
-    /// After bytes were added: must the readers be woken? (Sleepers, or pollers waiting
-    /// for the empty -> non-empty change.) Resets the sleeper count.
-    fn take_rd_waiters(&mut self, was_empty: bool) -> bool {
-        mem::take(&mut self.rd_waiters) > 0 || (was_empty && self.polled)
+    /// The [`Fifo::status`] word of this state.
+    fn status(&self) -> u64 {
+        let mut s = u64::from(self.w_counter) << 32;
+        if !self.ring.is_empty() {
+            s |= READABLE;
+        }
+        if self.ring.free() >= self.ring.atomic_max() {
+            s |= WRITABLE;
+        }
+        if self.readers == 0 {
+            s |= NO_READERS;
+        }
+        if self.writers == 0 {
+            s |= NO_WRITERS;
+        }
+        s
     }
 
-    /// After room was made: must the writers be woken? Resets the sleeper count.
-    fn take_wr_waiters(&mut self) -> bool {
-        mem::take(&mut self.wr_waiters) > 0 || self.polled
+    /// Publish the status for `poll` after a change (lock held); returns whether it changed.
+    #[inline(always)]
+    fn publish(&mut self, fifo: &Fifo) -> bool {
+        let s = self.status();
+        if s == self.published {
+            return false;
+        }
+        self.published = s;
+        fifo.status.store(s, Relaxed);
+        true
+    }
+
+    /// After bytes were added (and published, `changed`): must the readers be woken?
+    /// Sleepers, pollers of a changed status, and edge-triggered pollers after every write
+    /// (see [`Fifo::pollers`]). Resets the sleeper count.
+    fn take_rd_waiters(&mut self, fifo: &Fifo, changed: bool) -> bool {
+        mem::take(&mut self.rd_waiters) > 0
+            || (changed && fifo.pollers(true))
+            || fifo.edge_polled.load(Relaxed)
+    }
+
+    /// After room was made (and published, `changed`): must the writers be woken? Sleepers
+    /// and pollers. Resets the sleeper count.
+    fn take_wr_waiters(&mut self, fifo: &Fifo, changed: bool) -> bool {
+        mem::take(&mut self.wr_waiters) > 0 || fifo.pollers(changed)
     }
 
     fn stats(&self) -> uapi::Stats {
@@ -111,6 +165,16 @@ pub(crate) struct Fifo {
     /// Blocking opens wait here for their partner.
     #[pin]
     open_wait: CondVar,
+    /// What `poll` reads without the lock (the `READABLE`, ... bits and `w_counter`),
+    /// stored under the lock by [`State::publish`] after every change.
+    status: Atomic<u64>,
+    /// Someone polled since the last close of all files: a waker that changed the status
+    /// wakes the pollers (see [`Fifo::pollers`] for the ordering).
+    polled: Atomic<bool>,
+    /// A reader polled with `EPOLLET` since the last close of all files: every write wakes
+    /// the readers, as `pipe->pseudo_edgetrigger` makes `pipe_write()` do (an edge-triggered
+    /// reader that does not drain still gets an event per write).
+    edge_polled: Atomic<bool>,
 }
 
 impl Fifo {
@@ -126,15 +190,35 @@ impl Fifo {
                     w_counter: 0,
                     rd_waiters: 0,
                     wr_waiters: 0,
-                    polled: false,
                     opens: 0,
+                    // No status is all ones: the first `publish` stores.
+                    published: u64::MAX,
                 }),
                 rd_wait <- WaitQueue::new(c"rfifo::rd_wait", kernel::static_lock_class!()),
                 wr_wait <- WaitQueue::new(c"rfifo::wr_wait", kernel::static_lock_class!()),
                 open_wait <- new_condvar!("rfifo::open_wait"),
+                status: Atomic::new(0),
+                polled: Atomic::new(false),
+                edge_polled: Atomic::new(false),
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// Called with the lock held after a change was published: are there pollers to wake?
+    ///
+    /// A poller registers on the wait queue, sets `polled`, `smp_mb()`, reads `status`; a
+    /// waker stores `status`, `smp_mb()` (when the status `changed`), reads `polled`. With
+    /// the two full barriers at least one of them sees the other's store: the poller the new
+    /// status, or the waker `polled`, and the waker's `wake_all` (taken only after that read,
+    /// a control dependency) then finds the poller on the queue. An unchanged status needs
+    /// no barrier: whatever the poller read is still true.
+    #[inline(always)]
+    fn pollers(&self, changed: bool) -> bool {
+        if changed {
+            smp_mb(Full);
+        }
+        self.polled.load(Relaxed)
     }
 }
 
@@ -147,16 +231,17 @@ pub(crate) struct OpenFile {
     /// A non-blocking read open without writers: no `POLLHUP` until a writer has opened
     /// (`w_counter` moved on), like `file::f_pipe` for FIFOs.
     hup_after: Option<u32>,
-    /// Bytes moved through this open file, updated under the device lock that `read` and
-    /// `write` hold anyway (a plain add instead of an atomic read-modify-write per call).
-    io: LockedBy<IoCounts, State>,
+    /// Bytes read / written through this open file (`/proc/<pid>/fdinfo`). Updated only
+    /// under the device lock that `read` and `write` hold anyway, so a load and a store
+    /// suffice (no read-modify-write); read by `show_fdinfo` without the lock.
+    bytes_read: Atomic<u64>,
+    bytes_written: Atomic<u64>,
 }
 
-/// Per-open-file byte counters (`/proc/<pid>/fdinfo`).
-#[derive(Default)]
-struct IoCounts {
-    read: u64,
-    written: u64,
+/// `counter += n`; the caller holds the device lock (the only writers of `counter` do).
+#[inline(always)]
+fn count(counter: &Atomic<u64>, n: usize) {
+    counter.store(counter.load(Relaxed).wrapping_add(n as u64), Relaxed);
 }
 
 /// `O_NONBLOCK` of `file`, read anew each time (`fcntl(F_SETFL)` may change it).
@@ -188,7 +273,8 @@ impl OpenFile {
                 readable: false,
                 writable: false,
                 hup_after: None,
-                io: LockedBy::new(&fifo.state, IoCounts::default()),
+                bytes_read: Atomic::new(0),
+                bytes_written: Atomic::new(0),
             },
             GFP_KERNEL,
         )?;
@@ -225,6 +311,7 @@ impl OpenFile {
             st.w_counter = st.w_counter.wrapping_add(1);
             self.writable = true;
         }
+        st.publish(fifo);
         fifo.open_wait.notify_all();
         if rd && !wr && st.writers == 0 {
             if nonblock {
@@ -273,9 +360,9 @@ impl OpenFile {
                 if n == 0 {
                     return Err(EFAULT);
                 }
-                let wake = st.take_wr_waiters();
-                let io = self.io.access_mut(&mut st);
-                io.read = io.read.wrapping_add(n as u64);
+                let changed = st.publish(fifo);
+                let wake = st.take_wr_waiters(fifo, changed);
+                count(&self.bytes_read, n);
                 drop(st);
                 if wake {
                     fifo.wr_wait.wake_all();
@@ -310,10 +397,11 @@ impl OpenFile {
         let fifo = &*self.fifo;
         let mut done: usize = 0;
         let mut wake_readers = false;
+        let mut sigpipe = false;
         let mut st = fifo.state.lock();
         let ret = loop {
             if st.readers == 0 {
-                chrdev::send_sigpipe_to_current();
+                sigpipe = true;
                 break partial_or(done, EPIPE);
             }
             // `done <= total` always (it grows by at most `remaining`).
@@ -330,11 +418,13 @@ impl OpenFile {
                 min(free, remaining)
             };
             if chunk > 0 {
-                let was_empty = st.ring.is_empty();
                 let n = st.ring.copy_in(iov, chunk);
                 // `n <= chunk <= remaining`.
                 done = done.wrapping_add(n);
-                wake_readers |= n > 0 && st.take_rd_waiters(was_empty);
+                if n > 0 {
+                    let changed = st.publish(fifo);
+                    wake_readers |= st.take_rd_waiters(fifo, changed);
+                }
                 if n < chunk {
                     break partial_or(done, EFAULT);
                 }
@@ -369,41 +459,52 @@ impl OpenFile {
             }
         };
         if done > 0 {
-            let io = self.io.access_mut(&mut st);
-            io.written = io.written.wrapping_add(done as u64);
+            count(&self.bytes_written, done);
         }
         drop(st);
         if wake_readers {
             fifo.rd_wait.wake_all();
         }
+        if sigpipe {
+            chrdev::send_sigpipe_to_current();
+        }
         ret
     }
 
-    /// `poll(2)`: the mask of `pipe_poll()`.
+    /// `poll(2)`: the mask of `pipe_poll()`, without the device lock (like `pipe_poll()`):
+    /// a poll never waits for a `read`/`write` in progress. Registers on the wait queues
+    /// first, then reads the published status (see [`Fifo::pollers`]).
     pub(crate) fn poll(&self, file: &File, table: &PollTable) -> u32 {
         let fifo = &*self.fifo;
         if self.readable {
             table.register(file, &fifo.rd_wait);
+            if table.edge_triggered() && !fifo.edge_polled.load(Relaxed) {
+                fifo.edge_polled.store(true, Relaxed);
+            }
         }
         if self.writable {
             table.register(file, &fifo.wr_wait);
         }
-        let mut st = fifo.state.lock();
-        st.polled = true;
+        if !fifo.polled.load(Relaxed) {
+            fifo.polled.store(true, Relaxed);
+        }
+        smp_mb(Full);
+        let st = fifo.status.load(Relaxed);
         let mut mask = 0;
         if self.readable {
-            if !st.ring.is_empty() {
+            if st & READABLE != 0 {
                 mask |= POLLIN | POLLRDNORM;
             }
-            if st.writers == 0 && self.hup_after != Some(st.w_counter) {
+            // The upper half is `w_counter`.
+            if st & NO_WRITERS != 0 && self.hup_after != Some((st >> 32) as u32) {
                 mask |= POLLHUP;
             }
         }
         if self.writable {
-            if st.ring.free() >= st.ring.atomic_max() {
+            if st & WRITABLE != 0 {
                 mask |= POLLOUT | POLLWRNORM;
             }
-            if st.readers == 0 {
+            if st & NO_READERS != 0 {
                 mask |= POLLERR;
             }
         }
@@ -444,7 +545,8 @@ impl OpenFile {
         let mut ring = KVVec::from_elem(0u8, cap, ring_gfp())?;
         let mut st = fifo.state.lock();
         st.ring.replace(&mut ring)?;
-        let wake = st.take_wr_waiters();
+        let changed = st.publish(fifo);
+        let wake = st.take_wr_waiters(fifo, changed);
         drop(st);
         if wake {
             fifo.wr_wait.wake_all();
@@ -460,7 +562,8 @@ impl OpenFile {
         let fifo = &*self.fifo;
         let mut st = fifo.state.lock();
         st.ring.clear();
-        let wake = st.take_wr_waiters();
+        let changed = st.publish(fifo);
+        let wake = st.take_wr_waiters(fifo, changed);
         drop(st);
         if wake {
             fifo.wr_wait.wake_all();
@@ -474,13 +577,10 @@ impl OpenFile {
         out.writer().write_slice(&stats.to_bytes())
     }
 
-    /// `/proc/<pid>/fdinfo/<fd>`: this open file's byte counts.
+    /// `/proc/<pid>/fdinfo/<fd>`: this open file's byte counts, without the device lock.
     pub(crate) fn show_fdinfo(&self, m: &SeqFile) {
-        let (read, written) = {
-            let mut st = self.fifo.state.lock();
-            let io = self.io.access_mut(&mut st);
-            (io.read, io.written)
-        };
+        let read = self.bytes_read.load(Relaxed);
+        let written = self.bytes_written.load(Relaxed);
         seq_print!(m, "bytes_read:\t{read}\nbytes_written:\t{written}\n");
     }
 }
@@ -511,11 +611,14 @@ impl Drop for OpenFile {
             st.wr_waiters = 0;
         }
         let ring = if st.readers == 0 && st.writers == 0 {
-            st.polled = false;
+            // No file is left to poll (this was the last one).
+            fifo.polled.store(false, Relaxed);
+            fifo.edge_polled.store(false, Relaxed);
             Some(st.ring.release())
         } else {
             None
         };
+        st.publish(fifo);
         drop(st);
         drop(ring);
         if wake_rd {

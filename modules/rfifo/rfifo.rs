@@ -7,6 +7,9 @@
 //!
 //! `devices=N` (1..=64, default 4) creates `/dev/rfifo0`..; each is a bounded byte FIFO of
 //! `capacity` bytes (1..=16 MiB, default 65536; out of range: `insmod` fails with `EINVAL`).
+//! Both are readable in `/sys/module/rfifo/parameters/`; given twice (`insmod` arguments,
+//! or `options` in modprobe.d and then `modprobe` arguments) the last value wins, as with
+//! C's `module_param`.
 //!
 //! - open: `O_RDONLY` blocks until a writer opens and `O_WRONLY` until a reader opens;
 //!   `O_RDWR` never blocks. With `O_NONBLOCK` a read-open succeeds at once and a write-open
@@ -25,11 +28,20 @@
 //! - poll/select/epoll: `POLLIN` when not empty, `POLLOUT` when `min(PIPE_BUF, capacity)`
 //!   bytes fit, `POLLHUP` on a reader after the last writer left, `POLLERR` on a writer
 //!   without readers (Linux FIFO rules, including no `POLLHUP` for a non-blocking reader
-//!   that has not seen a writer yet).
+//!   that has not seen a writer yet). Once a reader has polled with `EPOLLET`, every write
+//!   wakes the readers (an edge-triggered reader that does not drain still gets an event
+//!   per write), as `pipe_write()` does.
 //! - ioctls (`include/uapi/rfifo.h`): `GET_CAPACITY`, `SET_CAPACITY` (`CAP_SYS_ADMIN`, only
 //!   while empty), `CLEAR` (`CAP_SYS_ADMIN`), `GET_STATS`; unknown: `ENOTTY`, bad pointer:
-//!   `EFAULT`.
+//!   `EFAULT`. The same from 32-bit programs (`compat_ioctl`; the ABI has one layout).
 //! - `/proc/<pid>/fdinfo/<fd>` shows `bytes_read:` and `bytes_written:` of that open file.
+//!
+//! Waiting for each other: each device has one mutex, held by `read`/`write` across the
+//! copy to or from user memory (as a pipe's mutex is). A copy that faults slowly (a buffer
+//! backed by userfaultfd, a FUSE mmap, a swapped-out page) therefore delays that device's
+//! other readers and writers, its opens and closes and its four ioctls, which wait for the
+//! mutex uninterruptibly (a signal does not end the wait; the C twin is the same). `poll`,
+//! `select`, `epoll` and `/proc/<pid>/fdinfo` never take the mutex and answer at once.
 //!
 //! Differences from a kernel FIFO (the same in the C twin): capacity is counted in bytes, a
 //! FIFO counts pages (so a FIFO may refuse a write a ring would take after unaligned
@@ -51,7 +63,8 @@
 //! that (one lock round trip per `read`/`write` unless it has to wait); blocked openers
 //! wait on a `CondVar`, blocked readers and writers on the wait queues of `waitq.rs`
 //! (released lock), and a side is woken only when someone waits on it (counted under the
-//! lock) or has polled. Per-open byte counts are kept under the same lock (`LockedBy`).
+//! lock) or has polled. Per-open byte counts are atomics, written under the same lock.
+//! `poll` reads a status word that every change publishes under the lock (`fifo.rs`).
 //!
 //! Files (Kbuild builds `rfifo.rs`; rustc follows the `mod` declarations):
 //!
@@ -83,6 +96,8 @@ use kernel::{
 
 mod chrdev;
 mod fifo;
+#[path = "../common/params.rs"]
+mod params;
 mod ring;
 mod uapi;
 mod waitq;
@@ -93,15 +108,22 @@ module! {
     authors: ["Rust kernel modules workbench"],
     description: "Bounded FIFO devices with named-FIFO semantics (chapter: scullpipe)",
     license: "GPL",
-    params: {
-        devices: u32 {
-            default: 4,
-            description: "Number of /dev/rfifoN devices (1..=64)",
-        },
-        capacity: u32 {
-            default: 65536,
-            description: "Buffer size of each device in bytes (1..=16777216)",
-        },
+}
+
+// The parameters are declared like C's `module_param(.., 0444)`: a second `name=value` on the
+// command line (or from modprobe.d and the command line) overrides the first. 7.3's
+// `module!` parameters are set once and fail the load with `EEXIST` on a repeat, which
+// `modprobe` then takes for "already loaded" (exit 0, no device).
+params::module_params! {
+    devices: u32 {
+        default: 4,
+        permissions: 0o444,
+        description: "Number of /dev/rfifoN devices (1..=64)",
+    },
+    capacity: u32 {
+        default: 65536,
+        permissions: 0o444,
+        description: "Buffer size of each device in bytes (1..=16777216)",
     },
 }
 
@@ -115,6 +137,9 @@ struct RfifoModule {
 
 impl kernel::InPlaceModule for RfifoModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        // The registration makes the devices openable as its last step and must stay the
+        // last fallible step here: an init that fails after it would free the module under
+        // an open sleeping in it (`chrdev.rs`).
         try_pin_init!(RfifoModule {
             devs <- chrdev::Registration::new(c"rfifo", make_fifos()?),
         })
@@ -122,8 +147,8 @@ impl kernel::InPlaceModule for RfifoModule {
 }
 
 fn make_fifos() -> Result<KVec<Arc<Fifo>>> {
-    let n = module_parameters::devices.value();
-    let bytes = module_parameters::capacity.value();
+    let n = devices.get();
+    let bytes = capacity.get();
     if !(1..=MAX_DEVICES).contains(&n) {
         pr_err!("devices={n} is out of range 1..={MAX_DEVICES}\n");
         return Err(EINVAL);

@@ -33,6 +33,7 @@ fn module_out(k: &Kernel) -> PathBuf {
 pub fn build_all(k: &Kernel) -> Result<Artifacts> {
     let modules = build_modules(k, None)?;
     let (tests, bins) = build_guest(false)?;
+    build_c32()?;
     eprintln!(
         "build: {} modules, {} test binaries, {} helper programs",
         modules.len(),
@@ -186,4 +187,66 @@ fn cargo_artifacts(
     }
     found.sort();
     Ok(found)
+}
+
+/// 32-bit C test programs: `guest/c/NAME.c` -> `target/guest-c32/NAME`, built with
+/// `gcc -m32 -static -O2 -Wall -Werror -I include/uapi` (Debian's `gcc-multilib`) when the
+/// source or a header under `include/uapi` is newer than the program. They exercise the
+/// kernel's compat (32-bit) syscall paths; `initramfs::create` packs them into `/tests/bin32/`.
+pub fn build_c32() -> Result<Named> {
+    let root = util::repo_root();
+    let out_dir = util::target_dir().join("guest-c32");
+    std::fs::create_dir_all(&out_dir)?;
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let headers: Vec<PathBuf> = std::fs::read_dir(root.join("include/uapi"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let mut built = Vec::new();
+    for (name, src) in c32_sources() {
+        let exe = out_dir.join(&name);
+        let newest = headers.iter().chain([&src]).filter_map(|p| mtime(p)).max();
+        if mtime(&exe).is_none_or(|t| newest.is_some_and(|n| n > t)) {
+            let mut c = Command::new("gcc");
+            c.args(["-m32", "-static", "-O2", "-Wall", "-Werror", "-I"])
+                .arg(root.join("include/uapi"))
+                .arg(&src)
+                .arg("-o")
+                .arg(&exe);
+            let out = c.output().context("running gcc -m32")?;
+            if !out.status.success() {
+                bail!(
+                    "{} failed:\n{}(32-bit builds need gcc-multilib: `cargo xtask setup`)",
+                    util::show(&c),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        built.push((name, exe));
+    }
+    Ok(built)
+}
+
+/// `(NAME, guest/c/NAME.c)` for every C test program, sorted.
+fn c32_sources() -> Named {
+    let mut v: Named = std::fs::read_dir(util::repo_root().join("guest/c"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "c"))
+                .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The 32-bit programs already built by [`build_c32`], for the initramfs.
+pub fn c32_programs() -> Named {
+    let dir = util::target_dir().join("guest-c32");
+    c32_sources()
+        .into_iter()
+        .map(|(name, _)| (name.clone(), dir.join(name)))
+        .filter(|(_, exe)| exe.exists())
+        .collect()
 }

@@ -116,6 +116,7 @@ pub fn create(
     for (name, exe) in &art.bins {
         writeln!(spec, "file /bin/{name} {} 0755 0 0", exe.display())?;
     }
+    add_c32(&mut spec)?;
     if let Some(share) = share {
         let share = share
             .canonicalize()
@@ -137,6 +138,15 @@ pub fn create(
     }
     std::fs::write(&cpio, &data.stdout)?;
     Ok(cpio)
+}
+
+/// The 32-bit C test programs (`build::build_c32`) under `/tests/bin32/`.
+fn add_c32(spec: &mut String) -> Result<()> {
+    writeln!(spec, "dir /tests/bin32 0755 0 0")?;
+    for (name, exe) in crate::build::c32_programs() {
+        writeln!(spec, "file /tests/bin32/{name} {} 0755 0 0", exe.display())?;
+    }
+    Ok(())
 }
 
 /// Add a host directory tree to the spec under `dest`.

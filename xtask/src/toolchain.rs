@@ -42,6 +42,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("kmod", "depmod/modinfo on the host"),
     ("python3", "KTAP parsing with kunit.py"),
     ("busybox-static", "the guest's userland"),
+    ("gcc-multilib", "32-bit C test programs (guest/c)"),
     ("qemu-system-x86", "the virtual machine"),
 ];
 
