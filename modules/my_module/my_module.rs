@@ -154,7 +154,19 @@ mod tests {
         ParamString,
         ParamValue, //
     };
-    use kernel::{prelude::*, str::Formatter};
+    use kernel::{
+        bindings,
+        ffi::{
+            c_char,
+            c_int,
+            c_uint, //
+        },
+        prelude::*,
+        str::{
+            BStr,
+            Formatter, //
+        },
+    };
 
     /// What sysfs would show for `v` (without the newline), in a fixed buffer.
     fn shown<T: ParamValue>(v: T, buf: &mut [u8; 32]) -> &[u8] {
@@ -214,6 +226,81 @@ mod tests {
         assert_eq!(shown(true, &mut buf), b"Y");
         assert_eq!(shown(false, &mut buf), b"N");
         assert_eq!(shown(ParamString::<8>::new("hi"), &mut buf), b"hi");
+    }
+
+    /// Inputs for comparing the parameter parser with the C `kstrto*()` functions (base 0):
+    /// prefixes, signs, whitespace, newlines, every type's limits and overflow.
+    const KSTRTOX_INPUTS: &[&CStr] = &[
+        c"0", c"1", c"42", c"-7", c"+5", c"00", c"0777", c"017", c"08", c"09", c"0x0", c"0x2a",
+        c"0X2A", c"0xABCDEFabcdef", c"+0x1f", c"-0x10", c"0x", c"0X", c"0x\n", c"-0x", c"0xg",
+        c"0x-5", c"0x+5", c"-+5", c"+-5", c"++5", c"--5", c"0b101", c"0B1", c"0o17", c"0O17",
+        c"-0", c"+0", c"-00", c"", c" ", c" 5", c"5 ", c"\t5", c"5\t", c"+", c"-", c"\n",
+        c"1\n", c"-1\n", c"0x10\n", c"1\n\n", c"\n1", c"1\r\n", c"1\r", c"1a", c"abc",
+        c"-abc", c"1_000", c"1.0", c"1e3", c"\xd9\xa1", c"2147483647", c"2147483648",
+        c"-2147483648", c"-2147483649", c"4294967295", c"4294967296", c"-4294967295",
+        c"0xffffffff", c"0x100000000", c"0x7fffffff", c"0x80000000", c"-0x80000000",
+        c"9223372036854775807", c"9223372036854775808", c"-9223372036854775808",
+        c"-9223372036854775809", c"0x7fffffffffffffff", c"0x8000000000000000",
+        c"-0x8000000000000000", c"-0x8000000000000001", c"18446744073709551615",
+        c"18446744073709551616", c"-18446744073709551615", c"-18446744073709551616",
+        c"0xffffffffffffffff", c"0x10000000000000000", c"0xfffffffffffffffff",
+        c"01777777777777777777777", c"02000000000000000000000", c"99999999999999999999999",
+        c"000000000000000000000000000000042", c"0x00000000000000000000000000000001",
+    ];
+
+    /// What a parameter of type `T` gets for `input` (as the `set` callback parses it).
+    fn param_parse<T: ParamValue>(input: &CStr) -> Result<T> {
+        let b = input.to_bytes();
+        T::parse(Some(b.strip_suffix(b"\n").unwrap_or(b)))
+    }
+
+    /// Compares the parameter parser of `T` with the C function `c` over [`KSTRTOX_INPUTS`];
+    /// returns the number of inputs on which they disagree (each one logged). A C error
+    /// (`EINVAL` or `ERANGE`) must be `EINVAL` for the parameter (see the params docs).
+    fn mismatches<T>(
+        name: &str,
+        c: unsafe extern "C" fn(*const c_char, c_uint, *mut T) -> c_int,
+    ) -> usize
+    where
+        T: ParamValue + Default + PartialEq + core::fmt::Debug,
+    {
+        let mut bad = 0;
+        for input in KSTRTOX_INPUTS {
+            let mut value = T::default();
+            // SAFETY: `input` is NUL-terminated and `value` is a valid `T` to write the result
+            // to; the `kstrto*()` functions only read the string and write `*res`.
+            let ret = unsafe { c(input.as_char_ptr(), 0, &mut value) };
+            let expected = if ret == 0 {
+                Ok(value)
+            } else {
+                Err(Error::from_errno(ret))
+            };
+            let got = param_parse::<T>(input);
+            let same = match (&got, &expected) {
+                (Ok(a), Ok(b)) => a == b,
+                (Err(e), Err(_)) => *e == EINVAL,
+                _ => false,
+            };
+            if !same {
+                pr_err!(
+                    "{}({:?}): param gives {:?}, C gives {:?}\n",
+                    name,
+                    BStr::from_bytes(input.to_bytes()),
+                    got,
+                    expected
+                );
+                bad += 1;
+            }
+        }
+        bad
+    }
+
+    #[test]
+    fn int_params_parse_exactly_like_kstrtox() {
+        assert_eq!(mismatches::<i32>("kstrtoint", bindings::kstrtoint), 0);
+        assert_eq!(mismatches::<u32>("kstrtouint", bindings::kstrtouint), 0);
+        assert_eq!(mismatches::<i64>("kstrtoll", bindings::kstrtoll), 0);
+        assert_eq!(mismatches::<u64>("kstrtoull", bindings::kstrtoull), 0);
     }
 
     #[test]
