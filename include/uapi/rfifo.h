@@ -22,7 +22,11 @@
 #define RFIFO_MIN_CAPACITY 1
 #define RFIFO_MAX_CAPACITY (16 * 1024 * 1024)
 
-/* Device totals since the module was loaded; fill/readers/writers are current values. */
+/*
+ * Device totals since the module was loaded; fill/readers/writers are current values.
+ * The same 40 bytes for 32- and 64-bit programs (no pointers or longs, the __u32s last), so
+ * the devices serve 32-bit callers with compat_ptr_ioctl().
+ */
 struct rfifo_stats {
 	__u64 bytes_in;		/* bytes accepted by write() */
 	__u64 bytes_out;	/* bytes returned by read() (CLEAR does not count) */
