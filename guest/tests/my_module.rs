@@ -64,10 +64,10 @@ fn sysfs_files_have_the_declared_modes() {
     assert_eq!(read(&param_path("my_param")), "42\n");
     assert_eq!(read(&param_path("buffer_size")), "4096\n");
     assert_eq!(read(&param_path("verbose")), "N\n");
-    // The stock `module!` parameter is registered with permission 0: no sysfs file.
+    // `load_only` is registered with permission 0: no sysfs file.
     assert!(
         !Path::new(&param_path("load_only")).exists(),
-        "module! parameters have no sysfs file"
+        "permission 0 parameters have no sysfs file"
     );
     let mut names: Vec<String> = std::fs::read_dir(PARAMS)
         .unwrap()
@@ -230,7 +230,7 @@ fn modinfo_shows_metadata() {
         parm,
         [
             "buffer_size:A read-only parameter (sysfs mode 0444)",
-            "load_only:A stock module! parameter: set at load time only, not in sysfs",
+            "load_only:Set at load time only (permission 0: not in sysfs)",
             "my_param:An example parameter",
             "verbose:A boolean parameter (a bare `verbose` means true)",
         ]
@@ -241,7 +241,7 @@ fn modinfo_shows_metadata() {
         parmtype,
         [
             "buffer_size:ullong",
-            "load_only:u32",
+            "load_only:uint",
             "my_param:int",
             "verbose:bool"
         ]

@@ -18,7 +18,11 @@
 //! Parameters: `buffer_size` (bytes, 1..=64 MiB) and `fail_alloc_at` (0 = never, 1..=3: make
 //! allocation N fail without calling the allocator, to exercise the error path
 //! deterministically). Real allocation failures can be injected with failslab
-//! (`/sys/kernel/debug/failslab`, `/proc/thread-self/fail-nth`); the test does that.
+//! (`/sys/kernel/debug/failslab`, `/proc/thread-self/fail-nth`); the test does that. They are
+//! declared with `params::module_params!` (`modules/common/params.rs`, permission 0: not in
+//! sysfs), so a parameter given twice (`buffer_size=1 buffer_size=2`, or modprobe.d `options`
+//! plus the `modprobe` command line) takes the last value, as in C; 7.3's `module!` parameters
+//! fail the load with `EEXIST` on a repeat, which `modprobe` takes for "already loaded".
 //!
 //! ```text
 //! # modprobe allocation && dmesg | tail -4
@@ -50,22 +54,32 @@
 
 use kernel::{alloc::AllocError, prelude::*};
 
+#[path = "../common/params.rs"]
+mod params;
+
 module! {
     type: Allocation,
     name: "allocation",
     authors: ["Rust kernel modules workbench"],
     description: "KBox, KVec and a vmalloc-backed VVec (chapter: Memory Allocation)",
     license: "GPL",
-    params: {
-        buffer_size: usize {
+}
+
+/// The module parameters, in a namespace of their own (a `let buffer_size` cannot shadow a
+/// `static buffer_size`). Set at load time only; the last of repeated values wins.
+mod param {
+    crate::params::module_params! {
+        pub(crate) buffer_size: usize {
             default: 4194304,
+            permissions: 0,
             description: "Size in bytes of the vmalloc-backed buffer (1..=67108864)",
         },
-        fail_alloc_at: u32 {
+        pub(crate) fail_alloc_at: u32 {
             default: 0,
+            permissions: 0,
             description: "Fail allocation N of init with ENOMEM (1=KBox, 2=KVec, 3=VVec; 0=none)",
         },
-    },
+    }
 }
 
 /// Largest accepted `buffer_size`.
@@ -187,8 +201,8 @@ impl Allocation {
 
 impl kernel::Module for Allocation {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let buffer_size = module_parameters::buffer_size.value();
-        let fail_at = module_parameters::fail_alloc_at.value();
+        let buffer_size = param::buffer_size.get();
+        let fail_at = param::fail_alloc_at.get();
         let cfg = Config::new(buffer_size, fail_at).inspect_err(|_| {
             pr_err!(
                 "invalid parameters: buffer_size={} (1..={}) fail_alloc_at={} (0..={})\n",

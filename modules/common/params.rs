@@ -31,13 +31,24 @@
 //!
 //! Semantics (kept close to C's `param_ops_*`):
 //!
-//! - Supported types: `i32` (`int`), `u32` (`uint`), `i64` (`long`), `u64` (`ullong`),
-//!   `bool` (`bool`) and [`ParamString<N>`] (`string`, a copy of at most `N` bytes, like
-//!   `module_param_string()`). (`module!`'s own parameters show Rust names: `parmtype=x:u32`.)
-//! - Integers accept what `kstrtol()` accepts (decimal, `0x` hex, `0` octal, sign). A value that
-//!   does not parse or does not fit the type is rejected with `EINVAL`, so `insmod` fails and the
-//!   kernel logs "`<value>' invalid for parameter `<name>'". (C's `param_ops_int` returns `ERANGE`
-//!   for out-of-range numbers; the 7.3 `module!` parameters, like these, return `EINVAL`.)
+//! - Supported types: `i32` (`int`), `u32` (`uint`), `i64` and `isize` (`long`), `u64`
+//!   (`ullong`), `usize` (`ulong`), `bool` (`bool`) and [`ParamString<N>`] (`string`, a copy of
+//!   at most `N` bytes, like `module_param_string()`). (`module!`'s own parameters show Rust
+//!   names: `parmtype=x:u32`.)
+//! - A parameter given more than once (`insmod m.ko x=1 x=2`, or `options m x=1` in
+//!   `/etc/modprobe.d` plus `modprobe m x=2`) takes the last value, as in C. (7.3's `module!`
+//!   parameters can be set only once: a repeat fails the load with `EEXIST`, which `modprobe`
+//!   takes for "already loaded" and exits 0 without loading anything.) Permission 0 declares a
+//!   parameter that is set at load time only, like `module!`'s, but with C's semantics.
+//! - Integers are parsed exactly as the C function of the type parses them with base 0
+//!   (`kstrtoint()`, `kstrtouint()`, `kstrtol()`/`kstrtoll()`, `kstrtoul()`, `kstrtoull()`;
+//!   [`kstrtox`] reimplements `lib/kstrtox.c`): an optional `+` (or `-` for signed types only),
+//!   then `0x`/`0X` and at least one hex digit, or a leading `0` for octal, or decimal; no other
+//!   prefix (`0b`, `0o`), no sign after a prefix or a second sign, no whitespace, and one
+//!   trailing newline at most. A value that does not parse or does not fit the type is rejected
+//!   with `EINVAL` (where C says `ERANGE` for numbers out of range; the 7.3 `module!` parameters,
+//!   like these, return `EINVAL`), so `insmod` fails and the kernel logs
+//!   "`<value>' invalid for parameter `<name>'".
 //! - `bool` accepts `kstrtobool()` spellings (`y/n/1/0/on/off`), and a bare `name` (no `=`)
 //!   means `true`, as in C. sysfs shows `Y`/`N`.
 //! - Strings longer than `N` bytes are rejected with `EINVAL` (C's `param_ops_string` uses
@@ -52,6 +63,11 @@
 //! and for sysfs reads/writes); [`Param::get`] takes it too, so reading a parameter that root may
 //! be rewriting through sysfs is race-free.
 //!
+//! Each parameter becomes a `static` named like the parameter, private to the module where the
+//! macro is invoked; `pub(crate) name: Type { .. }` makes it visible to the rest of the crate
+//! (for example when the macro is invoked in a submodule, so that the statics do not clash with
+//! local variables of the same name: a `let` cannot shadow a `static`).
+//!
 //! Limitations: loadable modules only (out-of-tree modules always are); the `mod` must be named
 //! `params` because the macro refers to `crate::params`.
 
@@ -65,7 +81,6 @@ use kernel::{
     prelude::*,
     str::{
         kstrtobool_bytes,
-        parse_int::ParseInt,
         BStr,
         Formatter, //
     },
@@ -79,7 +94,8 @@ pub(crate) trait ParamValue: Copy + Send + 'static {
     /// Whether the parameter may be given without a value (`name` instead of `name=value`).
     const NOARG: bool = false;
 
-    /// Parses a value given at load time or written to sysfs (one trailing newline removed).
+    /// Parses a value given at load time or written to sysfs, as the `set` callback receives it
+    /// (a sysfs write may end with a newline).
     ///
     /// `arg` is `None` only for [`Self::NOARG`] types given without a value.
     fn parse(arg: Option<&[u8]>) -> Result<Self>;
@@ -88,13 +104,108 @@ pub(crate) trait ParamValue: Copy + Send + 'static {
     fn show(&self, f: &mut Formatter<'_>) -> fmt::Result;
 }
 
+/// C's `_kstrtoull(s, 0, ..)`: the digits of an unsigned number after the optional sign.
+///
+/// Base detection: `0x`/`0X` followed by a hex digit means hex (the prefix is skipped), any
+/// other leading `0` octal (the `0` is a digit), else decimal. At least one digit, then at most
+/// one `\n`. Overflow is `ERANGE`, even when garbage follows (C checks it first).
+fn kstrtoull_digits(s: &[u8]) -> Result<u64> {
+    let (radix, digits) = match s {
+        [b'0', b'x' | b'X', d, ..] if d.is_ascii_hexdigit() => (16u64, &s[2..]),
+        [b'0', ..] => (8, s),
+        _ => (10, s),
+    };
+    let mut value = 0u64;
+    let mut overflow = false;
+    let mut used = 0;
+    for &c in digits {
+        let digit = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => break,
+        };
+        if u64::from(digit) >= radix {
+            break;
+        }
+        match value
+            .checked_mul(radix)
+            .and_then(|v| v.checked_add(u64::from(digit)))
+        {
+            Some(v) => value = v,
+            None => overflow = true,
+        }
+        used += 1;
+    }
+    if overflow {
+        return Err(ERANGE);
+    }
+    if used == 0 {
+        return Err(EINVAL);
+    }
+    match &digits[used..] {
+        [] | [b'\n'] => Ok(value),
+        _ => Err(EINVAL),
+    }
+}
+
+/// C's `kstrtoull(s, 0, ..)`: one optional leading `+`.
+fn kstrtoull(s: &[u8]) -> Result<u64> {
+    kstrtoull_digits(s.strip_prefix(b"+").unwrap_or(s))
+}
+
+/// C's `kstrtoll(s, 0, ..)`: one optional leading `-` or `+`.
+fn kstrtoll(s: &[u8]) -> Result<i64> {
+    if let Some(digits) = s.strip_prefix(b"-") {
+        // Two's complement negation in `u64`, as C's `-tmp`: a magnitude above 2^63 gives a
+        // positive result, which is out of range. `-0` is 0.
+        let neg = kstrtoull_digits(digits)?.wrapping_neg() as i64;
+        if neg > 0 {
+            return Err(ERANGE);
+        }
+        Ok(neg)
+    } else {
+        i64::try_from(kstrtoull(s)?).map_err(|_| ERANGE)
+    }
+}
+
+/// Integer types parsed like their C `kstrto*()` function with base 0.
+pub(crate) trait Kstrtox: Sized {
+    /// Parses `s` (the C string without its NUL) like the type's `kstrto*()`: the same values,
+    /// and the same errors (`EINVAL` for a malformed string, `ERANGE` for a number that does not
+    /// fit).
+    fn kstrtox(s: &[u8]) -> Result<Self>;
+}
+
+macro_rules! impl_kstrtox {
+    ($via:ident: $($ty:ty),*) => {$(
+        impl Kstrtox for $ty {
+            fn kstrtox(s: &[u8]) -> Result<Self> {
+                <$ty>::try_from($via(s)?).map_err(|_| ERANGE)
+            }
+        }
+    )*};
+}
+
+// `kstrtoint()`/`kstrtol()` are `kstrtoll()` plus a range check, `kstrtouint()`/`kstrtoul()`
+// are `kstrtoull()` plus a range check.
+impl_kstrtox!(kstrtoll: i32, i64, isize);
+impl_kstrtox!(kstrtoull: u32, u64, usize);
+
+/// Parses `s` as C's `kstrto*()` for `T` (base 0) does; see [`Kstrtox`].
+pub(crate) fn kstrtox<T: Kstrtox>(s: &[u8]) -> Result<T> {
+    T::kstrtox(s)
+}
+
 macro_rules! impl_int_param {
     ($($ty:ty => $name:literal),* $(,)?) => {$(
         impl ParamValue for $ty {
             const TYPE_NAME: &'static str = $name;
 
             fn parse(arg: Option<&[u8]>) -> Result<Self> {
-                <$ty as ParseInt>::from_str(BStr::from_bytes(arg.ok_or(EINVAL)?))
+                // `kstrto*()` handles the trailing newline itself. Out of range is `EINVAL`
+                // here (module docs).
+                kstrtox::<$ty>(arg.ok_or(EINVAL)?).map_err(|_| EINVAL)
             }
 
             fn show(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -104,7 +215,14 @@ macro_rules! impl_int_param {
     )*};
 }
 
-impl_int_param!(i32 => "int", u32 => "uint", i64 => "long", u64 => "ullong");
+impl_int_param!(
+    i32 => "int",
+    u32 => "uint",
+    i64 => "long",
+    isize => "long",
+    u64 => "ullong",
+    usize => "ulong",
+);
 
 impl ParamValue for bool {
     const TYPE_NAME: &'static str = "bool";
@@ -114,7 +232,7 @@ impl ParamValue for bool {
         match arg {
             None => Ok(true),
             // `kstrtobool()` semantics, as C's `param_set_bool()`.
-            Some(b) => kstrtobool_bytes(b),
+            Some(b) => kstrtobool_bytes(strip_newline(b)),
         }
     }
 
@@ -165,7 +283,7 @@ impl<const N: usize> ParamValue for ParamString<N> {
     const TYPE_NAME: &'static str = "string";
 
     fn parse(arg: Option<&[u8]>) -> Result<Self> {
-        let src = arg.ok_or(EINVAL)?;
+        let src = strip_newline(arg.ok_or(EINVAL)?);
         if src.len() > N {
             return Err(EINVAL);
         }
@@ -264,12 +382,14 @@ unsafe extern "C" fn set_param<T: ParamValue>(
     } else {
         // SAFETY: `val` is non-null, NUL-terminated and valid for the call (function contract).
         let val = unsafe { CStr::from_char_ptr(val) };
-        Some(strip_newline(val.to_bytes()))
+        Some(val.to_bytes())
     };
     match T::parse(arg) {
         Ok(new) => {
             // SAFETY: `kp` is valid and its `arg` points to a `static Param<T>` (contract).
             let param = unsafe { &*(*kp).__bindgen_anon_1.arg.cast::<Param<T>>() };
+            // Every assignment overwrites the value, so of a parameter given several times the
+            // last value wins, as with C's `param_set_*()`.
             // SAFETY: The caller holds the parameter mutex, so nothing else accesses `value`.
             unsafe { *param.value.get() = new };
             0
@@ -371,18 +491,19 @@ pub(crate) const fn concat<const N: usize>(parts: &[&str]) -> [u8; N] {
 /// Declares module parameters with sysfs permissions; see the [module docs](self).
 ///
 /// Each `name: Type { default: .., permissions: 0o.., description: "..", }` becomes a
-/// `static name: Param<Type>` at the invocation site, a `kernel_param` in `__param` and the
+/// `static name: Param<Type>` at the invocation site (with the visibility written before the
+/// name, if any: `pub(crate) name: Type { .. }`), a `kernel_param` in `__param` and the
 /// `parm=`/`parmtype=` `.modinfo` strings.
 macro_rules! module_params {
     ($(
-        $name:ident: $ty:ty {
+        $vis:vis $name:ident: $ty:ty {
             default: $default:expr,
             permissions: $perm:expr,
             description: $desc:literal $(,)?
         }
     ),* $(,)?) => {$(
         #[allow(non_upper_case_globals)]
-        static $name: $crate::params::Param<$ty> = {
+        $vis static $name: $crate::params::Param<$ty> = {
             const DEFAULT: $ty = $default;
             // SAFETY: `__this_module` is the `struct module` of the module being built.
             unsafe {

@@ -8,7 +8,10 @@
 //!   returns `from Rust!\n`. Every open starts at offset 0. There is no `llseek` in the
 //!   [`MiscDevice`] vtable, so `lseek` fails with `ESPIPE`; `pread` works.
 //! - `write` consumes everything it is given, logs `Received N bytes` and returns `N`, for any
-//!   `N` including 0; a bad user pointer gives `EFAULT`.
+//!   `N` including 0; a bad user pointer gives `EFAULT`. A large write (up to 2 GiB, copied
+//!   256 bytes at a time) stops early when a signal arrives, as a pipe write does: it returns
+//!   (and counts and logs) the bytes consumed so far, or fails with `ERESTARTSYS` (`EINTR` for a
+//!   handler without `SA_RESTART`) when it had not consumed any. So `SIGKILL` ends it at once.
 //! - The module keeps the total number of bytes received by all writes and logs
 //!   `Total received: N bytes` when it is unloaded.
 //!
@@ -42,6 +45,7 @@
 //! - `module!` takes `authors: [..]` and plain string literals.
 
 use kernel::{
+    current,
     fs::{File, Kiocb},
     iov::{IovIterDest, IovIterSource},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
@@ -97,11 +101,19 @@ struct HelloDevice;
 /// Consume all of `iov`, returning the number of bytes read from user space.
 ///
 /// Fails with `EFAULT` when the very first copy fails (a bad user pointer); after a partial copy
-/// the bytes copied so far are reported, like a short write.
+/// the bytes copied so far are reported, like a short write. A pending signal stops the loop
+/// before the next chunk: the bytes copied so far are reported, or `ERESTARTSYS` if there are
+/// none (C's `pipe_write()` does the same).
 fn consume(iov: &mut IovIterSource<'_>) -> Result<usize> {
     let mut buf = [0u8; CHUNK];
     let mut total = 0usize;
     while !iov.is_empty() {
+        if current!().signal_pending() {
+            if total == 0 {
+                return Err(ERESTARTSYS);
+            }
+            break;
+        }
         let n = iov.copy_from_iter(&mut buf);
         if n == 0 {
             break;

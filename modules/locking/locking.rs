@@ -27,8 +27,17 @@
 //! experiment, run by the first `read`; later reads of that file return the rest of the same
 //! report, then end of file. Parameters: `workers` (1..=64, default 4), `iterations`
 //! (1..=1000000, default 10000), `irq_ticks` (1..=100000, default 100, one every 100 us); others
-//! are rejected with `EINVAL` at load time. The device has no `write_iter`, so writes fail with
-//! `EINVAL`.
+//! are rejected with `EINVAL` at load time. A parameter given twice (`workers=2 workers=8`, or
+//! an `options locking ...` line in `/etc/modprobe.d/` plus `modprobe locking workers=8`) takes
+//! the last value, as in C. The device has no `write_iter`, so writes fail with `EINVAL`.
+//!
+//! The read can be interrupted: the reader sleeps interruptibly (`TASK_INTERRUPTIBLE`, no
+//! hung-task warning) until the experiment ends; on a signal it tells the work items to stop,
+//! waits until they and the timer are gone (a few hundred updates at most), and the read fails
+//! with `ERESTARTSYS` (`EINTR` for a handler without `SA_RESTART`; a killed reader just dies).
+//! The next read of the file runs a new experiment. The per-file lock is only held to look at
+//! or change the file's state, never across an experiment: a second reader of the same file
+//! waits interruptibly for the first one's report.
 //!
 //! Evidence that the experiment ran in parallel (on an SMP guest), also in the line:
 //! `mutex_cpus`, `spinlock_cpus`, `irqlock_cpus` are bitmasks (hex) of the CPUs that held each
@@ -54,6 +63,13 @@
 //!   concurrent process-context users. The 7.3 Rust workqueue API cannot flush or cancel work,
 //!   so the one `unsafe` block calls the C `flush_work` to make sure no work item still runs
 //!   module code when a read returns.
+//! - 7.3's `Completion` has no interruptible wait and its `Mutex` no `lock_interruptible`, so
+//!   the reader waits on a [`CondVar`] (`wait_interruptible`) over a small [`SpinLockIrq`] that
+//!   the last work item and the last timer callback update.
+//! - The parameters are declared with `params::module_params!` (`modules/common/params.rs`,
+//!   permission 0: not in sysfs) instead of `module!`'s `params`, whose values can be set only
+//!   once: a repeated parameter would fail the load with `EEXIST`, which `modprobe` takes for
+//!   "already loaded" and exits 0 without loading anything.
 
 use kernel::{
     bindings,
@@ -62,13 +78,13 @@ use kernel::{
     iov::IovIterDest,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     cpu::CpuId,
-    new_mutex, new_spinlock, new_spinlock_irq,
+    new_condvar, new_mutex, new_spinlock, new_spinlock_irq,
     prelude::*,
     str::CString,
     sync::{
         atomic::{Atomic, Full, Relaxed},
         lock::{Backend, Guard, Lock},
-        Arc, ArcBorrow, Completion, Mutex, SpinLock, SpinLockIrq,
+        Arc, ArcBorrow, CondVar, Mutex, SpinLock, SpinLockIrq,
     },
     time::{
         hrtimer::{
@@ -80,30 +96,52 @@ use kernel::{
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
 };
 
+#[path = "../common/params.rs"]
+mod params;
+
 module! {
     type: LockingModule,
     name: "locking",
     authors: ["Rust kernel modules workbench"],
     description: "Mutex, SpinLock and SpinLockIrq (chapter: Synchronization Primitives)",
     license: "GPL",
-    params: {
-        workers: u32 {
+}
+
+/// The module parameters, in a namespace of their own (a `let workers` cannot shadow a
+/// `static workers`). Set at load time only; the last of repeated values wins.
+mod param {
+    crate::params::module_params! {
+        pub(crate) workers: u32 {
             default: 4,
+            permissions: 0,
             description: "Concurrent work items per experiment (K, 1..=64)",
         },
-        iterations: u32 {
+        pub(crate) iterations: u32 {
             default: 10000,
+            permissions: 0,
             description: "Updates per work item (N, 1..=1000000)",
         },
-        irq_ticks: u32 {
+        pub(crate) irq_ticks: u32 {
             default: 100,
+            permissions: 0,
             description: "hrtimer callbacks per experiment (1..=100000)",
         },
-    },
+    }
 }
 
 /// Period of the experiment's hrtimer.
 const TICK: Delta = Delta::from_micros(100);
+
+/// Work-item iterations between two checks of [`Experiment::abort`].
+const ABORT_CHECK: u32 = 256;
+
+/// How far an experiment has come (what the reader waits for).
+struct Progress {
+    /// The last work item has finished its loops.
+    workers_done: bool,
+    /// The timer has fired `irq_ticks` times.
+    timer_done: bool,
+}
 
 /// The sizes of one experiment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,9 +155,9 @@ impl Params {
     /// The module parameters, validated.
     fn from_module() -> Result<Self> {
         Self::new(
-            module_parameters::workers.value(),
-            module_parameters::iterations.value(),
-            module_parameters::irq_ticks.value(),
+            param::workers.get(),
+            param::iterations.get(),
+            param::irq_ticks.get(),
         )
     }
 
@@ -208,10 +246,14 @@ struct Experiment {
     contended: [Atomic<u32>; 3],
     #[pin]
     timer: HrTimer<Experiment>,
+    /// What the reader waits for; IRQ-safe because the timer callback updates it.
     #[pin]
-    workers_done: Completion,
+    progress: SpinLockIrq<Progress>,
+    /// Notified (with `progress` held) when `progress` changes.
     #[pin]
-    timer_done: Completion,
+    progress_changed: CondVar,
+    /// Set when the reader gives up (a signal): the work items stop at their next check.
+    abort: Atomic<bool>,
     /// Work items that have not finished their loop yet.
     remaining: Atomic<u32>,
     /// Racy counter: `load` then `store`, no lock.
@@ -230,8 +272,15 @@ impl Experiment {
             ),
             contended: [Atomic::new(0), Atomic::new(0), Atomic::new(0)],
             timer <- HrTimer::new(),
-            workers_done <- Completion::new(),
-            timer_done <- Completion::new(),
+            progress <- new_spinlock_irq!(
+                Progress {
+                    workers_done: false,
+                    timer_done: false,
+                },
+                "Experiment::progress"
+            ),
+            progress_changed <- new_condvar!("Experiment::progress_changed"),
+            abort: Atomic::new(false),
             remaining: Atomic::new(params.workers),
             unlocked: Atomic::new(0),
             params,
@@ -275,19 +324,49 @@ impl Experiment {
         let mut cpus = this_cpu_bit();
         // First the unprotected counter, in a tight loop so that the work items running on
         // other CPUs at the same time overlap with it as much as possible.
-        for _ in 0..self.params.iterations {
-            self.increment_unlocked();
+        // The loops run in chunks of `ABORT_CHECK` iterations and stop early when the reader
+        // has given up (`abort`).
+        let mut left = self.params.iterations;
+        while left > 0 && !self.abort.load(Relaxed) {
+            let n = left.min(ABORT_CHECK);
+            for _ in 0..n {
+                self.increment_unlocked();
+            }
+            left -= n;
         }
-        for _ in 0..self.params.iterations {
-            self.increment_value();
-            self.increment_counter();
-            self.increment_irq_total();
-            cpus |= this_cpu_bit();
+        let mut left = self.params.iterations;
+        while left > 0 && !self.abort.load(Relaxed) {
+            let n = left.min(ABORT_CHECK);
+            for _ in 0..n {
+                self.increment_value();
+                self.increment_counter();
+                self.increment_irq_total();
+                cpus |= this_cpu_bit();
+            }
+            left -= n;
         }
         if self.remaining.fetch_sub(1, Full) == 1 {
-            self.workers_done.complete_all();
+            self.set_progress(|p| p.workers_done = true);
         }
         cpus
+    }
+
+    /// Update `progress` and wake the reader.
+    fn set_progress(&self, update: impl FnOnce(&mut Progress)) {
+        let mut guard = self.progress.lock();
+        update(&mut guard);
+        self.progress_changed.notify_all();
+    }
+
+    /// Sleep until the work items and the timer are done, or a signal arrives (`ERESTARTSYS`).
+    fn wait_done(&self) -> Result {
+        let mut guard = self.progress.lock();
+        while !(guard.workers_done && guard.timer_done) {
+            if self.progress_changed.wait_interruptible(&mut guard) {
+                return Err(ERESTARTSYS);
+            }
+        }
+        Ok(())
     }
 
     /// The final values, each read under its lock (one lock at a time: the mutex may sleep, so
@@ -347,7 +426,7 @@ impl HrTimerCallback for Experiment {
             shared.ticks >= this.params.irq_ticks
         };
         if done {
-            this.timer_done.complete_all();
+            this.set_progress(|p| p.timer_done = true);
             HrTimerRestart::NoRestart
         } else {
             ctx.forward_now(TICK);
@@ -467,6 +546,9 @@ impl Report {
 }
 
 /// Run one experiment and wait until the work items and the timer are done.
+///
+/// A signal interrupts the wait: the work items are told to stop, and the function returns
+/// `ERESTARTSYS` once no work item or timer callback runs any more.
 fn run_experiment(params: Params) -> Result<Report> {
     let experiment = Arc::pin_init(Experiment::new(params), GFP_KERNEL)?;
     experiment.update_value(0);
@@ -494,12 +576,17 @@ fn run_experiment(params: Params) -> Result<Report> {
         let _ = workqueue::system_unbound().enqueue(worker.clone());
     }
 
-    experiment.workers_done.wait_for_completion();
+    let done = experiment.wait_done();
+    if done.is_err() {
+        experiment.abort.store(true, Relaxed);
+    }
+    // After `abort`, each work item stops within `ABORT_CHECK` iterations (one that has not
+    // started yet stops at once), so these waits are short.
     for worker in &workers {
         worker.flush();
     }
-    experiment.timer_done.wait_for_completion();
     drop(timer);
+    done?;
 
     let mut worker_cpus = WorkerCpus {
         masks: [0; 64],
@@ -525,9 +612,9 @@ impl kernel::InPlaceModule for LockingModule {
                 let p = params.inspect_err(|_| {
                     pr_err!(
                         "invalid parameters: workers={} iterations={} irq_ticks={}\n",
-                        module_parameters::workers.value(),
-                        module_parameters::iterations.value(),
-                        module_parameters::irq_ticks.value()
+                        param::workers.get(),
+                        param::iterations.get(),
+                        param::irq_ticks.get()
                     )
                 })?;
                 pr_info!(
@@ -544,11 +631,26 @@ impl kernel::InPlaceModule for LockingModule {
     }
 }
 
+/// The state of one open file.
+enum FileState {
+    /// No experiment yet (or the last one was interrupted).
+    Idle,
+    /// A reader runs the experiment; other readers of the file wait for its report.
+    Running,
+    /// The report of this file's experiment.
+    Done(CString),
+}
+
 /// Per-open state: the report of this file's experiment, once it has run.
+///
+/// The lock is only held to look at or change the state, never while an experiment runs.
 #[pin_data]
 struct LockingDevice {
     #[pin]
-    report: Mutex<Option<CString>>,
+    state: Mutex<FileState>,
+    /// Notified when `state` leaves `Running`.
+    #[pin]
+    state_changed: CondVar,
 }
 
 #[vtable]
@@ -558,7 +660,8 @@ impl MiscDevice for LockingDevice {
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
         KBox::pin_init(
             pin_init!(LockingDevice {
-                report <- new_mutex!(None, "LockingDevice::report"),
+                state <- new_mutex!(FileState::Idle, "LockingDevice::state"),
+                state_changed <- new_condvar!("LockingDevice::state_changed"),
             }),
             GFP_KERNEL,
         )
@@ -566,13 +669,43 @@ impl MiscDevice for LockingDevice {
 
     fn read_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
         let me = kiocb.file();
-        let mut report = me.report.lock();
-        if report.is_none() {
-            let line = run_experiment(Params::from_module()?)?.to_line()?;
-            pr_info!("{}", line.to_str().map_err(|_| EINVAL)?);
-            *report = Some(line);
+        let mut state = me.state.lock();
+        loop {
+            match &*state {
+                FileState::Done(_) => break,
+                FileState::Running => {
+                    if me.state_changed.wait_interruptible(&mut state) {
+                        return Err(ERESTARTSYS);
+                    }
+                }
+                FileState::Idle => {
+                    *state = FileState::Running;
+                    drop(state);
+                    let result = Params::from_module()
+                        .and_then(run_experiment)
+                        .and_then(Report::to_line);
+                    state = me.state.lock();
+                    me.state_changed.notify_all();
+                    match result {
+                        Ok(line) => {
+                            // The line is ASCII (formatted numbers and names).
+                            if let Ok(text) = line.to_str() {
+                                pr_info!("{}", text);
+                            }
+                            *state = FileState::Done(line);
+                        }
+                        Err(e) => {
+                            *state = FileState::Idle;
+                            return Err(e);
+                        }
+                    }
+                }
+            }
         }
-        let bytes = report.as_ref().map_or(&[][..], |l| l.to_bytes());
+        let bytes = match &*state {
+            FileState::Done(line) => line.to_bytes(),
+            _ => &[],
+        };
         iov.simple_read_from_buffer(kiocb.ki_pos_mut(), bytes)
     }
 }

@@ -2,17 +2,21 @@
 
 //! The chapter's "The module! Macro": module metadata and parameters.
 //!
-//! `module!` gives the module its name, authors, description and license, and one stock
-//! parameter (`load_only`). The chapter's `my_param` (with `permissions: 0o644`) and two more
-//! parameters are declared with `params::module_params!` (`modules/common/params.rs`), which
-//! registers them with sysfs permissions:
+//! `module!` gives the module its name, authors, description and license. The chapter's
+//! `my_param` (with `permissions: 0o644`) and three more parameters are declared with
+//! `params::module_params!` (`modules/common/params.rs`), which registers them with sysfs
+//! permissions:
 //!
-//! | parameter     | type  | default | sysfs mode | declared with    |
-//! |---------------|-------|---------|------------|------------------|
-//! | `my_param`    | `i32` | 42      | 0644       | `module_params!` |
-//! | `buffer_size` | `u64` | 4096    | 0444       | `module_params!` |
-//! | `verbose`     | `bool`| false   | 0644       | `module_params!` |
-//! | `load_only`   | `u32` | 1       | (none)     | `module!`        |
+//! | parameter     | type  | default | sysfs mode |
+//! |---------------|-------|---------|------------|
+//! | `my_param`    | `i32` | 42      | 0644       |
+//! | `buffer_size` | `u64` | 4096    | 0444       |
+//! | `verbose`     | `bool`| false   | 0644       |
+//! | `load_only`   | `u32` | 1       | (none: 0)  |
+//!
+//! A parameter given twice (`insmod my_module.ko my_param=1 my_param=2`, or `options my_module
+//! my_param=1` in `/etc/modprobe.d/` plus `modprobe my_module my_param=2`) takes the last value,
+//! as in C.
 //!
 //! `init` logs the values it was loaded with, and the misc device `/dev/my_module` shows the
 //! current `my_param` (`my_param=<value>\n`), so a write through sysfs is visible to the module.
@@ -36,11 +40,14 @@
 //!
 //! - `author: "..."` is now `authors: ["...", ...]` (a list; one `author=` modinfo line each).
 //! - `module!` in Linux 7.3 has no `permissions` key: its parameters are registered with
-//!   permission 0 (no file in `/sys/module/<name>/parameters/`) and can only be set at load time
-//!   (see `load_only`). Its values are read as `module_parameters::load_only.value()`.
-//!   `module_params!` accepts the chapter's syntax (`default`, `permissions`, `description`) and
-//!   registers real `kernel_param`s with the given mode and with Rust `set`/`get` callbacks, the
-//!   way C's `module_param_cb()` does; the values are read with `my_param.get()`.
+//!   permission 0 (no file in `/sys/module/<name>/parameters/`), read as
+//!   `module_parameters::name.value()`, and can be set only once: `name=1 name=2` fails the
+//!   load with `EEXIST`, which `modprobe` takes for "already loaded" (exit 0, nothing loaded).
+//!   So no parameter here uses it. `module_params!` accepts the chapter's syntax (`default`,
+//!   `permissions`, `description`) and registers real `kernel_param`s with the given mode and
+//!   with Rust `set`/`get` callbacks, the way C's `module_param_cb()` does; the values are read
+//!   with `my_param.get()`. `load_only` has permission 0: set at load time only, like a
+//!   `module!` parameter, but the last value wins.
 //! - Invalid values (`my_param=abc`, `my_param=99999999999`) make `insmod` fail with `EINVAL`;
 //!   the kernel logs "`<value>' invalid for parameter `my_param'" and nothing of the module
 //!   stays behind. A bad write through sysfs fails the same way and keeps the old value.
@@ -70,12 +77,6 @@ module! {
     authors: ["Rust kernel modules workbench"],
     description: "Module metadata and parameters (chapter: The module! Macro)",
     license: "GPL",
-    params: {
-        load_only: u32 {
-            default: 1,
-            description: "A stock module! parameter: set at load time only, not in sysfs",
-        },
-    },
 }
 
 params::module_params! {
@@ -94,6 +95,11 @@ params::module_params! {
         permissions: 0o644,
         description: "A boolean parameter (a bare `verbose` means true)",
     },
+    load_only: u32 {
+        default: 1,
+        permissions: 0,
+        description: "Set at load time only (permission 0: not in sysfs)",
+    },
 }
 
 #[pin_data(PinnedDrop)]
@@ -109,7 +115,7 @@ impl kernel::InPlaceModule for MyModule {
             my_param.get(),
             buffer_size.get(),
             verbose.get(),
-            module_parameters::load_only.value()
+            load_only.get()
         );
         try_pin_init!(Self {
             _dev <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"my_module" }),
@@ -151,6 +157,8 @@ impl MiscDevice for ParamDevice {
 mod tests {
     use super::params::{
         checked_permissions,
+        kstrtox,
+        Kstrtox,
         ParamString,
         ParamValue, //
     };
@@ -248,42 +256,47 @@ mod tests {
         c"000000000000000000000000000000042", c"0x00000000000000000000000000000001",
     ];
 
-    /// What a parameter of type `T` gets for `input` (as the `set` callback parses it).
+    /// What a parameter of type `T` gets for `input`: the `set` callback passes the string it
+    /// gets (sysfs writes included, newline and all) to `T::parse`.
     fn param_parse<T: ParamValue>(input: &CStr) -> Result<T> {
-        let b = input.to_bytes();
-        T::parse(Some(b.strip_suffix(b"\n").unwrap_or(b)))
+        T::parse(Some(input.to_bytes()))
     }
 
-    /// Compares the parameter parser of `T` with the C function `c` over [`KSTRTOX_INPUTS`];
-    /// returns the number of inputs on which they disagree (each one logged). A C error
-    /// (`EINVAL` or `ERANGE`) must be `EINVAL` for the parameter (see the params docs).
+    /// The C function `c` (a `kstrto*()` with base 0) on `input`.
+    fn c_parse<T: Default>(
+        c: unsafe extern "C" fn(*const c_char, c_uint, *mut T) -> c_int,
+        input: &CStr,
+    ) -> Result<T> {
+        let mut value = T::default();
+        // SAFETY: `input` is NUL-terminated and `value` is a valid `T` to write the result to;
+        // the `kstrto*()` functions only read the string and write `*res`.
+        let ret = unsafe { c(input.as_char_ptr(), 0, &mut value) };
+        if ret == 0 {
+            Ok(value)
+        } else {
+            Err(Error::from_errno(ret))
+        }
+    }
+
+    /// Compares `rust` with the C function `c` over [`KSTRTOX_INPUTS`]; returns the number of
+    /// inputs on which they disagree (each one logged). `same` decides whether two results
+    /// agree.
     fn mismatches<T>(
         name: &str,
         c: unsafe extern "C" fn(*const c_char, c_uint, *mut T) -> c_int,
+        rust: fn(&CStr) -> Result<T>,
+        same: fn(&Result<T>, &Result<T>) -> bool,
     ) -> usize
     where
-        T: ParamValue + Default + PartialEq + core::fmt::Debug,
+        T: Default + core::fmt::Debug,
     {
         let mut bad = 0;
         for input in KSTRTOX_INPUTS {
-            let mut value = T::default();
-            // SAFETY: `input` is NUL-terminated and `value` is a valid `T` to write the result
-            // to; the `kstrto*()` functions only read the string and write `*res`.
-            let ret = unsafe { c(input.as_char_ptr(), 0, &mut value) };
-            let expected = if ret == 0 {
-                Ok(value)
-            } else {
-                Err(Error::from_errno(ret))
-            };
-            let got = param_parse::<T>(input);
-            let same = match (&got, &expected) {
-                (Ok(a), Ok(b)) => a == b,
-                (Err(e), Err(_)) => *e == EINVAL,
-                _ => false,
-            };
-            if !same {
+            let expected = c_parse(c, input);
+            let got = rust(input);
+            if !same(&got, &expected) {
                 pr_err!(
-                    "{}({:?}): param gives {:?}, C gives {:?}\n",
+                    "{}({:?}): Rust gives {:?}, C gives {:?}\n",
                     name,
                     BStr::from_bytes(input.to_bytes()),
                     got,
@@ -295,12 +308,60 @@ mod tests {
         bad
     }
 
+    /// The same value, or both errors and the parameter's is `EINVAL` (the params docs: C's
+    /// `ERANGE` is `EINVAL` for a parameter).
+    fn param_agrees<T: PartialEq>(param: &Result<T>, c: &Result<T>) -> bool {
+        match (param, c) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(e), Err(_)) => *e == EINVAL,
+            _ => false,
+        }
+    }
+
+    /// Exactly the same result: value, or errno (`EINVAL` or `ERANGE`).
+    fn identical<T: PartialEq>(rust: &Result<T>, c: &Result<T>) -> bool {
+        rust == c
+    }
+
     #[test]
     fn int_params_parse_exactly_like_kstrtox() {
-        assert_eq!(mismatches::<i32>("kstrtoint", bindings::kstrtoint), 0);
-        assert_eq!(mismatches::<u32>("kstrtouint", bindings::kstrtouint), 0);
-        assert_eq!(mismatches::<i64>("kstrtoll", bindings::kstrtoll), 0);
-        assert_eq!(mismatches::<u64>("kstrtoull", bindings::kstrtoull), 0);
+        assert_eq!(mismatches::<i32>("int", bindings::kstrtoint, param_parse, param_agrees), 0);
+        assert_eq!(mismatches::<u32>("uint", bindings::kstrtouint, param_parse, param_agrees), 0);
+        assert_eq!(mismatches::<i64>("long", bindings::kstrtoll, param_parse, param_agrees), 0);
+        assert_eq!(mismatches::<u64>("ullong", bindings::kstrtoull, param_parse, param_agrees), 0);
+        assert_eq!(mismatches::<usize>("ulong", bindings::_kstrtoul, param_parse, param_agrees), 0);
+    }
+
+    /// Rust's `kstrtox` gives the very values and errnos of C, `ERANGE` included.
+    fn rust_kstrtox<T: Kstrtox>(input: &CStr) -> Result<T> {
+        kstrtox::<T>(input.to_bytes())
+    }
+
+    #[test]
+    fn kstrtox_matches_c_errnos_too() {
+        assert_eq!(mismatches::<i32>("kstrtoint", bindings::kstrtoint, rust_kstrtox, identical), 0);
+        assert_eq!(mismatches::<u32>("kstrtouint", bindings::kstrtouint, rust_kstrtox, identical), 0);
+        assert_eq!(mismatches::<i64>("kstrtoll", bindings::kstrtoll, rust_kstrtox, identical), 0);
+        assert_eq!(mismatches::<u64>("kstrtoull", bindings::kstrtoull, rust_kstrtox, identical), 0);
+        assert_eq!(mismatches::<isize>("kstrtol", bindings::_kstrtol, rust_kstrtox, identical), 0);
+        assert_eq!(mismatches::<usize>("kstrtoul", bindings::_kstrtoul, rust_kstrtox, identical), 0);
+    }
+
+    #[test]
+    fn kstrtox_examples_from_the_review() {
+        // The inputs the review found accepted, contrary to `kstrtol()`.
+        assert_eq!(kstrtox::<i64>(b"0x-5"), Err(EINVAL));
+        assert_eq!(kstrtox::<i64>(b"-+5"), Err(EINVAL));
+        assert_eq!(kstrtox::<i64>(b"0b101"), Err(EINVAL));
+        assert_eq!(kstrtox::<i64>(b"0o17"), Err(EINVAL));
+        assert_eq!(kstrtox::<u64>(b"-0"), Err(EINVAL));
+        assert_eq!(kstrtox::<i64>(b"-0"), Ok(0));
+        assert_eq!(kstrtox::<u32>(b"+0x1f\n"), Ok(31));
+        assert_eq!(kstrtox::<u32>(b"4294967296"), Err(ERANGE));
+        assert_eq!(kstrtox::<u32>(b"99999999999999999999999x"), Err(ERANGE));
+        assert_eq!(u32::parse(Some(b"4294967296")), Err(EINVAL));
+        assert_eq!(i32::parse(Some(b"1\n")), Ok(1));
+        assert_eq!(i32::parse(Some(b"1\n\n")), Err(EINVAL));
     }
 
     #[test]
