@@ -10,7 +10,7 @@
 
 use crate::kernel::{self, Profile};
 use crate::toolchain::Toolchain;
-use crate::util;
+use crate::{flags, util};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -80,8 +80,21 @@ pub fn generate(kbuild: &Path, modules: &Path, out: &Path) -> Result<serde_json:
     Ok(project)
 }
 
-/// Names of the crates in a project, with the names of their dependencies.
-pub fn crate_deps(project: &serde_json::Value) -> Vec<(String, String, Vec<String>)> {
+/// One crate of a `rust-project.json`.
+pub struct ProjectCrate {
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the tests look crates up by name")
+    )]
+    pub name: String,
+    /// Its root module's path.
+    pub root: String,
+    /// The names of the crates it depends on.
+    pub deps: Vec<String>,
+}
+
+/// The crates of a project, with the names of their dependencies.
+pub fn crates(project: &serde_json::Value) -> Vec<ProjectCrate> {
     let crates = project["crates"].as_array().cloned().unwrap_or_default();
     let name = |i: usize| {
         crates[i]["display_name"]
@@ -100,8 +113,11 @@ pub fn crate_deps(project: &serde_json::Value) -> Vec<(String, String, Vec<Strin
                         .collect()
                 })
                 .unwrap_or_default();
-            let root = crates[i]["root_module"].as_str().unwrap_or("").to_string();
-            (name(i), root, deps)
+            ProjectCrate {
+                name: name(i),
+                root: crates[i]["root_module"].as_str().unwrap_or("").to_string(),
+                deps,
+            }
         })
         .collect()
 }
@@ -109,14 +125,15 @@ pub fn crate_deps(project: &serde_json::Value) -> Vec<(String, String, Vec<Strin
 /// Module crates from `module_crates` that the project lacks or that do not depend on
 /// `kernel`; empty when the project is complete.
 pub fn problems(project: &serde_json::Value, modules: &[(String, PathBuf)]) -> Vec<String> {
-    let crates = crate_deps(project);
+    let crates = crates(project);
     let mut bad = Vec::new();
     for (name, root) in modules {
         let root = root.display().to_string();
-        match crates.iter().find(|(_, r, _)| *r == root) {
+        match crates.iter().find(|c| c.root == root) {
             None => bad.push(format!("{name}: no crate with root {root}")),
-            Some((_, _, deps)) if !deps.iter().any(|d| d == "kernel") => bad.push(format!(
-                "{name}: does not depend on `kernel` (deps: {deps:?})"
+            Some(c) if !c.deps.iter().any(|d| d == "kernel") => bad.push(format!(
+                "{name}: does not depend on `kernel` (deps: {:?})",
+                c.deps
             )),
             Some(_) => {}
         }
@@ -124,11 +141,17 @@ pub fn problems(project: &serde_json::Value, modules: &[(String, PathBuf)]) -> V
     bad
 }
 
-/// `cargo xtask analyzer`: generate `modules/rust-project.json` against the cached kernel.
-pub fn analyzer(profile: Profile, out: Option<&Path>) -> Result<()> {
+impl flags::Analyzer {
+    /// `cargo xtask analyzer`: generate `modules/rust-project.json` against the cached kernel.
+    pub fn run(self) -> Result<()> {
+        crate::setup::ensure_ready()?;
+        analyzer(self.profile, self.out.unwrap_or_else(default_out))
+    }
+}
+
+fn analyzer(profile: Profile, out: PathBuf) -> Result<()> {
     let k = kernel::ensure(profile, false)?;
     let modules = util::repo_root().join("modules");
-    let out = out.map(Path::to_path_buf).unwrap_or_else(default_out);
     let project = generate(&k.build, &modules, &out)?;
     let expected = module_crates(&modules)?;
     let bad = problems(&project, &expected);
@@ -188,7 +211,7 @@ mod tests {
             "modules/minimal is found: {expected:?}"
         );
         assert_eq!(problems(&project, &expected), Vec::<String>::new());
-        let names: Vec<String> = crate_deps(&project).into_iter().map(|c| c.0).collect();
+        let names: Vec<String> = crates(&project).into_iter().map(|c| c.name).collect();
         for krate in ["core", "kernel", "macros", "pin_init", "bindings"] {
             assert!(names.iter().any(|n| n == krate), "{krate} in {names:?}");
         }

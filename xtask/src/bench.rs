@@ -14,7 +14,7 @@
 use crate::build::{self, Artifacts};
 use crate::kernel::{self, Profile};
 use crate::vm::{Clock, Machine};
-use crate::{util, vm};
+use crate::{flags, util, vm};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::process::Command;
@@ -24,7 +24,14 @@ const ICOUNT_ROUNDS: u32 = 3;
 /// The deterministic mode moves 1/ICOUNT_SCALE of the data (its per-byte cost is exact).
 const ICOUNT_SCALE: u32 = 4;
 
-pub fn bench(profile: Profile, rounds: u32, clock: Option<Clock>, smp: u32) -> Result<()> {
+impl flags::Bench {
+    pub fn run(self) -> Result<()> {
+        crate::setup::ensure_ready()?;
+        bench(self.profile, self.rounds, self.clock, self.vcpus.smp)
+    }
+}
+
+fn bench(profile: Profile, rounds: u32, clock: Option<Clock>, smp: u32) -> Result<()> {
     let k = kernel::ensure(profile, false)?;
     let modules = build::build_modules(&k, None)?;
     let (tests, bins) = build::build_guest(true)?;

@@ -1,9 +1,10 @@
 //! `build`: the out-of-tree modules (Kbuild against the cached kernel build) and the static
 //! guest binaries (libtest test binaries and helper programs from the `guest` crate).
 
-use crate::kernel::Kernel;
+use crate::kernel::{self, Kernel};
 use crate::toolchain::Toolchain;
 use crate::util::{self, run_logged};
+use crate::{flags, kdir, setup};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +23,16 @@ pub struct Artifacts {
     pub tests: Vec<(String, PathBuf)>,
     /// Helper programs (`guest/src/bin/*`), installed in the guest's `/bin`.
     pub bins: Vec<(String, PathBuf)>,
+}
+
+impl flags::Build {
+    pub fn run(self) -> Result<()> {
+        if let Some(kdir) = &self.kdir {
+            return kdir::build(kdir).map(drop);
+        }
+        setup::ensure_ready()?;
+        build_all(&kernel::ensure(self.profile, false)?).map(drop)
+    }
 }
 
 /// Output directory for the module source dirs (`MO=<this>/<dir>`), so the tree stays clean.

@@ -3,10 +3,23 @@
 //! report fails the run and prints the seed that reproduces the op sequence.
 
 use crate::kernel::{self, Profile};
-use crate::{build, initramfs, logscan, vm};
+use crate::{build, flags, initramfs, logscan, vm};
 use anyhow::{bail, Result};
 
-pub fn fuzz(
+impl flags::Fuzz {
+    pub fn run(self) -> Result<()> {
+        crate::setup::ensure_ready()?;
+        fuzz(
+            self.profile,
+            self.vcpus.machine(),
+            self.seconds,
+            self.seed,
+            self.workers,
+        )
+    }
+}
+
+fn fuzz(
     profile: Profile,
     machine: vm::Machine,
     seconds: u64,

@@ -7,6 +7,7 @@
 //! the key hashes the kernel version, the toolchain versions and the fragments, so a warm
 //! run does nothing at all.
 
+use crate::flags;
 use crate::toolchain::Toolchain;
 use crate::util::{self, run_logged};
 use anyhow::{bail, Context, Result};
@@ -58,16 +59,27 @@ impl Kernel {
 
     /// `uname -r` of the built kernel.
     pub fn release(&self) -> Result<String> {
-        let p = self.build.join("include/config/kernel.release");
-        Ok(std::fs::read_to_string(&p)
-            .with_context(|| format!("reading {}", p.display()))?
-            .trim()
-            .to_string())
+        release_of(&self.build)
     }
 
     pub fn gen_init_cpio(&self) -> PathBuf {
         self.build.join("usr/gen_init_cpio")
     }
+}
+
+/// `uname -r` of any prepared kernel build tree: its `include/config/kernel.release`.
+pub fn release_of(build: &Path) -> Result<String> {
+    let p = build.join("include/config/kernel.release");
+    Ok(std::fs::read_to_string(&p)
+        .with_context(|| {
+            format!(
+                "{} is not a prepared kernel build tree (no {})",
+                build.display(),
+                p.display()
+            )
+        })?
+        .trim()
+        .to_string())
 }
 
 /// `VERSION.PATCHLEVEL.SUBLEVEL` from the top Makefile.
@@ -118,18 +130,30 @@ pub fn parse_fragment(text: &str) -> BTreeMap<String, String> {
     m
 }
 
-/// Options the fragments ask for that the final `.config` does not have, as
-/// `(option, wanted, got)`.
+/// An option a fragment asks for that the final `.config` does not have.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DroppedOption {
+    pub option: String,
+    pub wanted: String,
+    /// `n` when the option is absent.
+    pub got: String,
+}
+
+/// Options the fragments ask for that the final `.config` does not have.
 pub fn dropped_options(
     wanted: &BTreeMap<String, String>,
     final_config: &str,
-) -> Vec<(String, String, String)> {
+) -> Vec<DroppedOption> {
     let have = parse_fragment(final_config);
     wanted
         .iter()
         .filter_map(|(k, v)| {
             let got = have.get(k).cloned().unwrap_or_else(|| "n".to_string());
-            (got != *v).then(|| (k.clone(), v.clone(), got))
+            (got != *v).then(|| DroppedOption {
+                option: k.clone(),
+                wanted: v.clone(),
+                got,
+            })
         })
         .collect()
 }
@@ -157,6 +181,12 @@ pub fn locate(profile: Profile) -> Result<(Kernel, String)> {
         },
         key,
     ))
+}
+
+impl flags::Kernel {
+    pub fn run(self) -> Result<()> {
+        ensure(self.profile, self.rebuild).map(drop)
+    }
 }
 
 /// Configure and build the kernel unless the cache already has it.
@@ -233,7 +263,7 @@ fn verify_config(k: &Kernel, profile: Profile) -> Result<()> {
     if !dropped.is_empty() {
         let list: Vec<String> = dropped
             .iter()
-            .map(|(o, w, g)| format!("  {o}: wanted {w}, got {g}"))
+            .map(|d| format!("  {}: wanted {}, got {}", d.option, d.wanted, d.got))
             .collect();
         bail!(
             "kernel config: {} option(s) from the fragments did not survive olddefconfig \
@@ -253,6 +283,14 @@ fn verify_config(k: &Kernel, profile: Profile) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dropped(option: &str, wanted: &str, got: &str) -> DroppedOption {
+        DroppedOption {
+            option: option.into(),
+            wanted: wanted.into(),
+            got: got.into(),
+        }
+    }
 
     #[test]
     fn fragment_parsing() {
@@ -276,8 +314,8 @@ mod tests {
         assert_eq!(
             d,
             vec![
-                ("CONFIG_RUST".into(), "y".into(), "n".into()),
-                ("CONFIG_SLUB_TINY".into(), "n".into(), "y".into()),
+                dropped("CONFIG_RUST", "y", "n"),
+                dropped("CONFIG_SLUB_TINY", "n", "y"),
             ]
         );
     }
@@ -286,7 +324,7 @@ mod tests {
     fn absent_option_counts_as_n() {
         let wanted = parse_fragment("# CONFIG_FOO is not set\nCONFIG_BAR=m\n");
         let d = dropped_options(&wanted, "CONFIG_OTHER=y\n");
-        assert_eq!(d, vec![("CONFIG_BAR".into(), "m".into(), "n".into())]);
+        assert_eq!(d, vec![dropped("CONFIG_BAR", "m", "n")]);
     }
 
     #[test]

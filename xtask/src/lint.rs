@@ -14,6 +14,7 @@
 //! Each step prints `== lint: STEP` and then `ok`, `skipped (why)` or its findings; the last
 //! line sums up, and the command fails when any step found something.
 
+use crate::flags;
 use crate::kernel::{self, Profile};
 use crate::setup;
 use crate::toolchain::Toolchain;
@@ -28,7 +29,7 @@ pub const RUSTFMT: &str = "/usr/bin/rustfmt";
 pub const CLIPPY_DRIVER: &str = "/usr/bin/clippy-driver";
 
 /// What one step found.
-pub enum Outcome {
+pub enum StepResult {
     Ok(String),
     Skipped(String),
     /// Findings, one per line, and the tool's output to show.
@@ -113,13 +114,13 @@ pub fn diagnostics(out: &str) -> Vec<String> {
 }
 
 /// Step 1: the modules' Rust files with the kernel's rustfmt settings.
-fn rustfmt_modules(root: &Path) -> Result<Outcome> {
+fn rustfmt_modules(root: &Path) -> Result<StepResult> {
     let files = files_with(&root.join("modules"), &["rs"]);
     if files.is_empty() {
-        return Ok(Outcome::Skipped("no .rs files under modules/".into()));
+        return Ok(StepResult::Skipped("no .rs files under modules/".into()));
     }
     let Some(ksrc) = setup::kernel_src() else {
-        return Ok(Outcome::Findings(
+        return Ok(StepResult::Findings(
             vec!["no kernel source for its .rustfmt.toml: run `cargo xtask setup`".into()],
             String::new(),
         ));
@@ -131,20 +132,20 @@ fn rustfmt_modules(root: &Path) -> Result<Outcome> {
             .args(&files),
     )?;
     if ok {
-        return Ok(Outcome::Ok(format!("{} files", files.len())));
+        return Ok(StepResult::Ok(format!("{} files", files.len())));
     }
     let mut f = rustfmt_findings(&out);
     if f.is_empty() {
         f.push("rustfmt failed (see its output)".into());
     }
-    Ok(Outcome::Findings(f, out))
+    Ok(StepResult::Findings(f, out))
 }
 
 /// Step 2: `make CLIPPY=1` over the modules into a fresh scratch dir, warnings as errors.
-fn clippy_modules(root: &Path) -> Result<Outcome> {
+fn clippy_modules(root: &Path) -> Result<StepResult> {
     let modules = root.join("modules");
     if !modules.join("Kbuild").exists() {
-        return Ok(Outcome::Skipped("no modules/Kbuild".into()));
+        return Ok(StepResult::Skipped("no modules/Kbuild".into()));
     }
     let k = kernel::ensure(Profile::Default, false)?;
     let scratch = util::target_dir().join("lint").join("clippy-modules");
@@ -169,13 +170,15 @@ fn clippy_modules(root: &Path) -> Result<Outcome> {
     let checked = out.lines().filter(|l| l.contains("CLIPPY")).count();
     let diags = diagnostics(&out);
     if ok && diags.is_empty() {
-        return Ok(Outcome::Ok(format!("{checked} crates checked by clippy")));
+        return Ok(StepResult::Ok(format!(
+            "{checked} crates checked by clippy"
+        )));
     }
     let mut f = diags;
     if f.is_empty() {
         f.push("the clippy build failed (see its output)".into());
     }
-    Ok(Outcome::Findings(f, out))
+    Ok(StepResult::Findings(f, out))
 }
 
 fn cargo() -> Command {
@@ -185,20 +188,20 @@ fn cargo() -> Command {
 }
 
 /// Step 3: `cargo fmt --all --check`.
-fn cargo_fmt() -> Result<Outcome> {
+fn cargo_fmt() -> Result<StepResult> {
     let (ok, out) = capture(cargo().args(["fmt", "--all", "--check"]))?;
     if ok {
-        return Ok(Outcome::Ok("workspace formatted".into()));
+        return Ok(StepResult::Ok("workspace formatted".into()));
     }
     let mut f = rustfmt_findings(&out);
     if f.is_empty() {
         f.push("cargo fmt failed (see its output)".into());
     }
-    Ok(Outcome::Findings(f, out))
+    Ok(StepResult::Findings(f, out))
 }
 
 /// Step 4: `cargo clippy --workspace --all-targets -- -D warnings`.
-fn cargo_clippy() -> Result<Outcome> {
+fn cargo_clippy() -> Result<StepResult> {
     let (ok, out) = capture(cargo().args([
         "clippy",
         "--workspace",
@@ -211,27 +214,27 @@ fn cargo_clippy() -> Result<Outcome> {
     ]))?;
     let diags = diagnostics(&out);
     if ok && diags.is_empty() {
-        return Ok(Outcome::Ok("no warnings".into()));
+        return Ok(StepResult::Ok("no warnings".into()));
     }
     let mut f = diags;
     if f.is_empty() {
         f.push("cargo clippy failed (see its output)".into());
     }
-    Ok(Outcome::Findings(f, out))
+    Ok(StepResult::Findings(f, out))
 }
 
 /// Step 5: checkpatch over the C modules.
-fn checkpatch(root: &Path) -> Result<Outcome> {
+fn checkpatch(root: &Path) -> Result<StepResult> {
     let dir = root.join("modules-c");
     if !dir.is_dir() {
-        return Ok(Outcome::Skipped("no modules-c/".into()));
+        return Ok(StepResult::Skipped("no modules-c/".into()));
     }
     let files = files_with(&dir, &["c", "h"]);
     if files.is_empty() {
-        return Ok(Outcome::Skipped("no C files under modules-c/".into()));
+        return Ok(StepResult::Skipped("no C files under modules-c/".into()));
     }
     let Some(ksrc) = setup::kernel_src() else {
-        return Ok(Outcome::Findings(
+        return Ok(StepResult::Findings(
             vec!["no kernel source for scripts/checkpatch.pl: run `cargo xtask setup`".into()],
             String::new(),
         ));
@@ -259,16 +262,24 @@ fn checkpatch(root: &Path) -> Result<Outcome> {
         }
     }
     if findings.is_empty() {
-        Ok(Outcome::Ok(format!("{} files", files.len())))
+        Ok(StepResult::Ok(format!("{} files", files.len())))
     } else {
-        Ok(Outcome::Findings(findings, all))
+        Ok(StepResult::Findings(findings, all))
+    }
+}
+
+impl flags::Lint {
+    /// Returns whether every step passed.
+    pub fn run(self) -> Result<bool> {
+        crate::setup::ensure_ready()?;
+        lint()
     }
 }
 
 /// `cargo xtask lint`: run every step; returns whether all passed.
-pub fn lint() -> Result<bool> {
+fn lint() -> Result<bool> {
     let root = util::repo_root();
-    type Step<'a> = (&'a str, Box<dyn Fn() -> Result<Outcome> + 'a>);
+    type Step<'a> = (&'a str, Box<dyn Fn() -> Result<StepResult> + 'a>);
     let steps: Vec<Step> = vec![
         (
             "rustfmt modules/ (kernel .rustfmt.toml)",
@@ -290,15 +301,15 @@ pub fn lint() -> Result<bool> {
     for (name, step) in &steps {
         println!("== lint: {name}");
         match step() {
-            Ok(Outcome::Ok(what)) => {
+            Ok(StepResult::Ok(what)) => {
                 passed += 1;
                 println!("ok ({what})");
             }
-            Ok(Outcome::Skipped(why)) => {
+            Ok(StepResult::Skipped(why)) => {
                 passed += 1;
                 println!("skipped ({why})");
             }
-            Ok(Outcome::Findings(f, out)) => {
+            Ok(StepResult::Findings(f, out)) => {
                 if !out.trim().is_empty() {
                     let lines: Vec<&str> = out.lines().collect();
                     let shown = &lines[lines.len().saturating_sub(200)..];

@@ -8,7 +8,7 @@
 //! `--chardev` also open and read the device). `modules/Kbuild` picks up the new directory by
 //! itself. `--root DIR` scaffolds into another copy of the repository (used by the tests).
 
-use crate::util;
+use crate::{flags, util};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -432,10 +432,16 @@ fn format(rustfmt: &mut Command, file: &Path) {
     }
 }
 
-/// `cargo xtask new NAME [--chardev] [--root DIR]`.
-pub fn new(name: &str, chardev: bool, root: Option<&Path>) -> Result<()> {
-    let root = root.map(Path::to_path_buf).unwrap_or_else(util::repo_root);
-    for p in create(&root, name, chardev)? {
+impl flags::New {
+    /// `cargo xtask new NAME [--chardev] [--root DIR]`.
+    pub fn run(self) -> Result<()> {
+        let root = self.root.unwrap_or_else(util::repo_root);
+        new(&root, &self.name, self.chardev)
+    }
+}
+
+fn new(root: &Path, name: &str, chardev: bool) -> Result<()> {
+    for p in create(root, name, chardev)? {
         println!("created {}", p.display());
     }
     println!(

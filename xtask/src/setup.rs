@@ -5,14 +5,60 @@
 //! private sources list that reuses the mirror URI already configured on this machine; the
 //! system's apt state (`/etc/apt`, `/var/lib/apt/lists`) is left untouched.
 
-use crate::toolchain::{self, Toolchain, BINDGEN_VERSION};
+use crate::toolchain::{Toolchain, BINDGEN_VERSION};
 use crate::util::{self, output, run};
+use crate::{doctor, flags};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const SOURCE_PACKAGE: &str = "linux-source-7.3";
 const SUITE: &str = "trixie-backports";
+
+/// Debian packages the workbench needs, with a description for `doctor`.
+pub const APT_PACKAGES: &[(&str, &str)] = &[
+    ("rustc-web", "rustc/rustdoc 1.96 for the kernel"),
+    ("rust-web-src", "the matching `core` source"),
+    ("rust-web-clippy", "clippy for `make CLIPPY=1`"),
+    ("rustfmt-web", "rustfmt for the modules"),
+    ("clang-19", "C compiler for LLVM=-19"),
+    ("lld-19", "linker for LLVM=-19"),
+    ("llvm-19", "llvm-ar/nm/objcopy for LLVM=-19"),
+    ("libclang-19-dev", "libclang for bindgen"),
+    ("make", "kernel build"),
+    ("gcc", "host C compiler"),
+    ("libc6-dev", "static glibc for the guest test binaries"),
+    ("flex", "kconfig"),
+    ("bison", "kconfig"),
+    ("bc", "kernel build"),
+    ("libelf-dev", "objtool"),
+    ("libssl-dev", "kernel host tools"),
+    ("cpio", "initramfs tools"),
+    ("xz-utils", "kernel source tarball"),
+    ("kmod", "depmod/modinfo on the host"),
+    ("python3", "KTAP parsing with kunit.py"),
+    ("busybox-static", "the guest's userland"),
+    ("gcc-multilib", "32-bit C test programs (guest/c)"),
+    ("qemu-system-x86", "the virtual machine"),
+];
+
+/// `dpkg` says the package is installed.
+pub fn apt_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Packages from [`APT_PACKAGES`] that are missing.
+pub fn missing_packages() -> Vec<&'static str> {
+    APT_PACKAGES
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| !apt_installed(p))
+        .collect()
+}
 
 /// Where the configured kernel source lives: `RKM_KERNEL_SRC`, else the path recorded by
 /// `setup --kernel-src`, else the unpacked Debian package in the cache.
@@ -42,9 +88,45 @@ pub fn require_kernel_src() -> Result<PathBuf> {
     })
 }
 
+impl flags::Setup {
+    pub fn run(self) -> Result<()> {
+        setup(self.kernel_src.as_deref())
+    }
+}
+
+/// Run `setup` when `doctor`'s checks find something missing, so that the README's two
+/// commands work on a fresh machine. Every command that builds or boots calls this first.
+pub fn ensure_ready() -> Result<()> {
+    let missing: Vec<_> = doctor::checks(&Toolchain::find(), kernel_src().as_deref())
+        .into_iter()
+        .filter(|c| !c.ok)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "setup needed: {}",
+        missing
+            .iter()
+            .map(|c| c.what.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    setup(None)?;
+    let still: Vec<_> = doctor::checks(&Toolchain::find(), kernel_src().as_deref())
+        .into_iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{} (fix: {})", c.what, c.fix))
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after setup:\n  {}", still.join("\n  "));
+    }
+    Ok(())
+}
+
 /// Install missing packages, bindgen and the kernel source.
-pub fn setup(kernel_src_arg: Option<&Path>) -> Result<()> {
-    let missing = toolchain::missing_packages();
+fn setup(kernel_src_arg: Option<&Path>) -> Result<()> {
+    let missing = missing_packages();
     if !missing.is_empty() {
         let cmd = format!(
             "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {}",
@@ -64,10 +146,7 @@ pub fn setup(kernel_src_arg: Option<&Path>) -> Result<()> {
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing))?;
     } else {
-        eprintln!(
-            "setup: all {} packages present",
-            toolchain::APT_PACKAGES.len()
-        );
+        eprintln!("setup: all {} packages present", APT_PACKAGES.len());
     }
 
     let tc = Toolchain::find();

@@ -5,7 +5,7 @@
 //! `rust-web-src`) passed explicitly as `RUSTC`, `HOSTRUSTC` and `RUSTDOC`.
 
 use crate::util::{self, output};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -18,33 +18,6 @@ pub const LLVM_SUFFIX: &str = "-19";
 pub fn llvm_tool(name: &str) -> String {
     format!("{name}{LLVM_SUFFIX}")
 }
-
-/// Debian packages the workbench needs, with a description for `doctor`.
-pub const APT_PACKAGES: &[(&str, &str)] = &[
-    ("rustc-web", "rustc/rustdoc 1.96 for the kernel"),
-    ("rust-web-src", "the matching `core` source"),
-    ("rust-web-clippy", "clippy for `make CLIPPY=1`"),
-    ("rustfmt-web", "rustfmt for the modules"),
-    ("clang-19", "C compiler for LLVM=-19"),
-    ("lld-19", "linker for LLVM=-19"),
-    ("llvm-19", "llvm-ar/nm/objcopy for LLVM=-19"),
-    ("libclang-19-dev", "libclang for bindgen"),
-    ("make", "kernel build"),
-    ("gcc", "host C compiler"),
-    ("libc6-dev", "static glibc for the guest test binaries"),
-    ("flex", "kconfig"),
-    ("bison", "kconfig"),
-    ("bc", "kernel build"),
-    ("libelf-dev", "objtool"),
-    ("libssl-dev", "kernel host tools"),
-    ("cpio", "initramfs tools"),
-    ("xz-utils", "kernel source tarball"),
-    ("kmod", "depmod/modinfo on the host"),
-    ("python3", "KTAP parsing with kunit.py"),
-    ("busybox-static", "the guest's userland"),
-    ("gcc-multilib", "32-bit C test programs (guest/c)"),
-    ("qemu-system-x86", "the virtual machine"),
-];
 
 /// Paths of the programs used to build the kernel.
 #[derive(Debug, Clone)]
@@ -101,24 +74,6 @@ impl Toolchain {
     }
 }
 
-/// `dpkg` says the package is installed.
-pub fn apt_installed(pkg: &str) -> bool {
-    Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        .unwrap_or(false)
-}
-
-/// Packages from [`APT_PACKAGES`] that are missing.
-pub fn missing_packages() -> Vec<&'static str> {
-    APT_PACKAGES
-        .iter()
-        .map(|(p, _)| *p)
-        .filter(|p| !apt_installed(p))
-        .collect()
-}
-
 /// Parse `x.y.z` from a version line such as `bindgen 0.73.2` or `rustc 1.96.0 (...)`.
 pub fn parse_version(line: &str) -> Option<(u32, u32, u32)> {
     line.split_whitespace().find_map(|w| {
@@ -138,114 +93,6 @@ pub fn kernel_min_version(ksrc: &Path, tool: &str) -> Result<(u32, u32, u32)> {
             .arg(tool),
     )?;
     parse_version(out.trim()).ok_or_else(|| anyhow::anyhow!("cannot parse {out:?}"))
-}
-
-/// One `doctor` finding.
-pub struct Check {
-    pub what: String,
-    pub ok: bool,
-    pub detail: String,
-    pub fix: String,
-}
-
-/// Run every check. `ksrc` is the kernel source if one is configured.
-pub fn checks(tc: &Toolchain, ksrc: Option<&Path>) -> Vec<Check> {
-    let mut v = Vec::new();
-    let missing = missing_packages();
-    for (pkg, why) in APT_PACKAGES {
-        let ok = !missing.contains(pkg);
-        v.push(Check {
-            what: format!("package {pkg}"),
-            ok,
-            detail: why.to_string(),
-            fix: format!("apt-get install --no-install-recommends {pkg}   (or: cargo xtask setup)"),
-        });
-    }
-
-    // rustc with a matching core source.
-    let rustc_ver = output(Command::new(&tc.rustc).arg("--version")).ok();
-    let sysroot = output(Command::new(&tc.rustc).args(["--print", "sysroot"]))
-        .ok()
-        .map(|s| PathBuf::from(s.trim()));
-    let core = sysroot
-        .as_ref()
-        .map(|s| s.join("lib/rustlib/src/rust/library/core/src/lib.rs"));
-    let core_ok = core.as_ref().is_some_and(|c| c.exists());
-    v.push(Check {
-        what: format!("rustc for the kernel ({})", tc.rustc.display()),
-        ok: rustc_ver.is_some() && core_ok,
-        detail: match (&rustc_ver, &core) {
-            (Some(ver), Some(c)) if core_ok => {
-                format!("{}, core source {}", ver.trim(), c.display())
-            }
-            (Some(ver), _) => format!("{} but no `core` source in its sysroot", ver.trim()),
-            _ => "not found".into(),
-        },
-        fix: "apt-get install rustc-web rust-web-src   (or set KRUSTC=/path/to/rustc)".into(),
-    });
-    if let (Some(ver), Some(ksrc)) = (&rustc_ver, ksrc) {
-        if let (Some(have), Ok(min)) = (parse_version(ver), kernel_min_version(ksrc, "rustc")) {
-            v.push(Check {
-                what: "rustc >= kernel minimum".into(),
-                ok: have >= min,
-                detail: format!("have {have:?}, kernel needs {min:?}"),
-                fix: "apt-get install rustc-web rust-web-src".into(),
-            });
-        }
-    }
-
-    // bindgen.
-    let bg = output(Command::new(&tc.bindgen).arg("--version")).ok();
-    let bg_ver = bg.as_deref().and_then(parse_version);
-    let min = ksrc
-        .and_then(|k| kernel_min_version(k, "bindgen").ok())
-        .unwrap_or((0, 65, 1));
-    v.push(Check {
-        what: format!("bindgen ({})", tc.bindgen.display()),
-        ok: bg_ver.is_some_and(|b| b >= min),
-        detail: match bg_ver {
-            Some(b) => format!("have {b:?}, kernel needs >= {min:?}, pinned {BINDGEN_VERSION}"),
-            None => "not found or not runnable".into(),
-        },
-        fix: format!(
-            "cargo install bindgen-cli --version {BINDGEN_VERSION} --locked   (or unset BINDGEN)"
-        ),
-    });
-
-    // Kernel source.
-    let src_ok = ksrc.is_some_and(|k| k.join("Makefile").exists() && k.join("rust").is_dir());
-    v.push(Check {
-        what: "kernel source".into(),
-        ok: src_ok,
-        detail: ksrc
-            .map(|k| k.display().to_string())
-            .unwrap_or_else(|| "none configured".into()),
-        fix: "cargo xtask setup   (or: cargo xtask setup --kernel-src DIR|TARBALL)".into(),
-    });
-    v
-}
-
-/// `make rustavailable` in a scratch build dir.
-pub fn rustavailable(tc: &Toolchain, ksrc: &Path) -> Result<String> {
-    let scratch = util::cache_dir().join("rustavailable");
-    std::fs::create_dir_all(&scratch)?;
-    let out = Command::new("make")
-        .args(tc.make_vars())
-        .arg("-C")
-        .arg(ksrc)
-        .arg(format!("O={}", scratch.display()))
-        .arg("rustavailable")
-        .env("LIBCLANG_PATH", "/usr/lib/llvm-19/lib")
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("make rustavailable failed:\n{text}");
-    }
-    Ok(text)
 }
 
 #[cfg(test)]

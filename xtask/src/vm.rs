@@ -5,12 +5,11 @@
 //! `/init` writes: markers around test binaries, the whole `dmesg`, and the exit status.
 //! TCG is the default; KVM is used only when a short probe boot under it succeeds.
 
-use crate::build::{self, Artifacts};
+use crate::build::Artifacts;
 use crate::initramfs;
-use crate::kernel::{self, Kernel, Profile};
+use crate::kernel::Kernel;
 use crate::util;
 use anyhow::{bail, Context, Result};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,7 +27,7 @@ pub enum Console {
 
 /// What a boot left behind.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct Booted {
     pub console: String,
     pub results: String,
     /// `XTASK-EXIT` status of the job, if the guest got that far.
@@ -38,7 +37,7 @@ pub struct Outcome {
     pub accel: String,
 }
 
-impl Outcome {
+impl Booted {
     /// Last `n` console lines, for error messages.
     pub fn console_tail(&self, n: usize) -> String {
         let lines: Vec<&str> = self.console.lines().collect();
@@ -46,8 +45,8 @@ impl Outcome {
     }
 }
 
-/// Files of one boot.
-pub struct Boot<'a> {
+/// What to boot, and how.
+pub struct BootSpec<'a> {
     pub kernel: &'a Kernel,
     pub initramfs: PathBuf,
     pub out_dir: PathBuf,
@@ -55,7 +54,8 @@ pub struct Boot<'a> {
     pub console: Console,
     pub machine: Machine,
     pub mem_mb: u32,
-    pub append: String,
+    /// The kernel command line.
+    pub cmdline: String,
 }
 
 /// How guest time runs.
@@ -96,9 +96,58 @@ impl Default for Machine {
 /// `cedu`). Cheap when unused: they sit on the PCI bus until a driver binds.
 const EDU_DEVICES: u32 = 2;
 
-fn accel_args(accel: &str, clock: Clock) -> Vec<String> {
+/// A QEMU accelerator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Accel> {
+        match s.trim() {
+            "tcg" => Some(Accel::Tcg),
+            "kvm" => Some(Accel::Kvm),
+            _ => None,
+        }
+    }
+
+    /// `RKM_ACCEL=tcg|kvm` forces the accelerator; any other value is an error.
+    pub fn from_env() -> Result<Option<Accel>> {
+        match std::env::var_os("RKM_ACCEL") {
+            None => Ok(None),
+            Some(v) => {
+                let v = v.to_string_lossy();
+                match Accel::parse(&v) {
+                    Some(a) => Ok(Some(a)),
+                    None => bail!("RKM_ACCEL={v:?}: expected `tcg` or `kvm` (or unset it)"),
+                }
+            }
+        }
+    }
+
+    /// How the guest ran, for reports: `tcg (multi-threaded)`, `kvm` or the icount mode.
+    pub fn describe(self, clock: Clock) -> String {
+        match (self, clock) {
+            (Accel::Tcg, Clock::Wall) => "tcg (multi-threaded)".into(),
+            (Accel::Kvm, Clock::Wall) => "kvm".into(),
+            (_, Clock::Icount) => "tcg -icount shift=0,sleep=off".into(),
+        }
+    }
+}
+
+fn accel_args(accel: Accel, clock: Clock) -> Vec<String> {
     let mut a: Vec<String> = match (accel, clock) {
-        ("kvm", Clock::Wall) => vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()],
+        (Accel::Kvm, Clock::Wall) => {
+            vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]
+        }
         // Multi-threaded TCG: one host thread per vCPU, so two guest CPUs really run at once.
         (_, Clock::Wall) => vec!["-accel".into(), "tcg,thread=multi".into()],
         (_, Clock::Icount) => vec![
@@ -108,29 +157,33 @@ fn accel_args(accel: &str, clock: Clock) -> Vec<String> {
             "shift=0,sleep=off".into(),
         ],
     };
-    if accel != "kvm" || clock == Clock::Icount {
+    if accel != Accel::Kvm || clock == Clock::Icount {
         a.extend(["-cpu".into(), "max".into()]);
     }
     a
 }
 
-/// Decide between KVM and TCG; the probe result is cached per kernel build.
-pub fn choose_accel(k: &Kernel) -> String {
-    if let Ok(a) = std::env::var("RKM_ACCEL") {
-        return a;
+/// Decide between KVM and TCG (`RKM_ACCEL` wins); the probe result is cached per kernel
+/// build.
+pub fn choose_accel(k: &Kernel) -> Result<Accel> {
+    if let Some(a) = Accel::from_env()? {
+        return Ok(a);
     }
     if !Path::new("/dev/kvm").exists() {
-        return "tcg".into();
+        return Ok(Accel::Tcg);
     }
     let cache = k.build.join("xtask-kvm-probe");
-    if let Ok(s) = std::fs::read_to_string(&cache) {
-        return s.trim().to_string();
+    if let Some(a) = std::fs::read_to_string(&cache)
+        .ok()
+        .and_then(|s| Accel::parse(&s))
+    {
+        return Ok(a);
     }
     // Boot with an init that does not exist: the kernel panics right after reaching
     // userspace, and `panic=-1` + `-no-reboot` ends QEMU. Reaching that line proves KVM works.
     let log = k.build.join("xtask-kvm-probe.log");
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(accel_args("kvm", Clock::Wall))
+    c.args(accel_args(Accel::Kvm, Clock::Wall))
         .args([
             "-m",
             "256",
@@ -173,31 +226,34 @@ pub fn choose_accel(k: &Kernel) -> String {
         }
         Err(_) => false,
     };
-    let accel = if ok { "kvm" } else { "tcg" };
+    let accel = if ok { Accel::Kvm } else { Accel::Tcg };
     eprintln!(
         "vm: KVM probe boot {} -> using {}",
         if ok { "succeeded" } else { "failed or hung" },
-        accel
+        accel.name()
     );
-    let _ = std::fs::write(&cache, accel);
-    accel.into()
+    let _ = std::fs::write(&cache, accel.name());
+    Ok(accel)
 }
 
 /// Boot and wait for the guest to power off (or the timeout).
 /// The caller holds the `heavy` lock from before it writes the initramfs until this returns,
 /// so a queued run cannot boot another run's image.
-pub fn boot(b: &Boot) -> Result<Outcome> {
+pub fn boot(b: &BootSpec) -> Result<Booted> {
     std::fs::create_dir_all(&b.out_dir)?;
     let console_log = b.out_dir.join("console.log");
     let results_log = b.out_dir.join("results.log");
     let _ = std::fs::remove_file(&console_log);
     let _ = std::fs::remove_file(&results_log);
     let accel = match b.machine.clock {
-        Clock::Wall => choose_accel(b.kernel),
-        Clock::Icount => "tcg".into(),
+        Clock::Wall => choose_accel(b.kernel)?,
+        Clock::Icount => {
+            Accel::from_env()?; // checked, but icount is TCG only
+            Accel::Tcg
+        }
     };
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(accel_args(&accel, b.machine.clock))
+    c.args(accel_args(accel, b.machine.clock))
         .args([
             "-m",
             &b.mem_mb.to_string(),
@@ -213,7 +269,7 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
         .arg("-initrd")
         .arg(&b.initramfs)
         .arg("-append")
-        .arg(&b.append);
+        .arg(&b.cmdline);
     match b.console {
         Console::Quiet => {
             c.arg("-chardev")
@@ -266,17 +322,13 @@ pub fn boot(b: &Boot) -> Result<Outcome> {
         String::from_utf8_lossy(&std::fs::read(&console_log).unwrap_or_default()).replace('\r', "");
     let results =
         String::from_utf8_lossy(&std::fs::read(&results_log).unwrap_or_default()).replace('\r', "");
-    let mut o = Outcome {
+    let mut o = Booted {
         exit: parse_exit(&results),
         dmesg: section(&results, "XTASK-DMESG-BEGIN", "XTASK-DMESG-END").unwrap_or_default(),
         console,
         results,
         secs: start.elapsed().as_secs_f64(),
-        accel: match b.machine.clock {
-            Clock::Wall if accel == "tcg" => "tcg (multi-threaded)".into(),
-            Clock::Wall => accel,
-            Clock::Icount => "tcg -icount shift=0,sleep=off".into(),
-        },
+        accel: accel.describe(b.machine.clock),
     };
     if o.dmesg.is_empty() {
         // The guest died before dumping its log: the console has the kernel's lines.
@@ -329,127 +381,6 @@ pub fn section(text: &str, begin: &str, end: &str) -> Option<String> {
     None
 }
 
-/// Quote a word for the guest's shell.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// The demo job: load each module, show its messages, read each new device, unload.
-fn demo_job(modules: &[String], interactive: bool) -> String {
-    let mut j = String::from(
-        "ls /dev > /tmp/dev.before\n\
-         echo '== kernel:' $(uname -r)\n",
-    );
-    for m in modules {
-        j.push_str(&format!(
-            "n=$(dmesg | wc -l)\n\
-             if modprobe {m}; then echo \"== modprobe {m}: ok\"; else echo \"== modprobe {m}: FAILED ($?)\"; fi\n\
-             dmesg | tail -n +$((n+1)) | sed 's/^/   dmesg: /'\n"
-        ));
-    }
-    j.push_str(
-        "echo '== lsmod:'; lsmod\n\
-         ls /dev > /tmp/dev.after\n\
-         for d in $(grep -vxF -f /tmp/dev.before /tmp/dev.after); do\n\
-           echo \"== read /dev/$d:\"; timeout 2 head -c 200 /dev/$d < /dev/null 2>&1 | od -c | head -4\n\
-         done\n",
-    );
-    if interactive {
-        j.push_str(
-            "echo\necho '== Shell in the guest (job control on; the modules stay loaded). Leave with \
-             `exit` or Ctrl-d (unload all, power off), `poweroff -f`, or Ctrl-a x (kill QEMU).'\n\
-             PS1='\\h:\\w\\$ ' setsid cttyhack sh -l\n",
-        );
-    }
-    for m in modules.iter().rev() {
-        j.push_str(&format!(
-            "n=$(dmesg | wc -l)\n\
-             if rmmod {m} 2>/dev/null; then echo \"== rmmod {m}: ok\"; dmesg | tail -n +$((n+1)) | sed 's/^/   dmesg: /'; fi\n"
-        ));
-    }
-    j
-}
-
-/// `run`: build what is stale, boot, show the modules working or run `cmd`.
-pub fn run_command(
-    profile: Profile,
-    machine: Machine,
-    share: Option<&Path>,
-    load: bool,
-    timeout: u64,
-    cmd: &[String],
-) -> Result<i32> {
-    let k = kernel::ensure(profile, false)?;
-    let art = build::build_all(&k)?;
-    let modules = initramfs::module_names(&art);
-    let interactive = cmd.is_empty() && std::io::stdin().is_terminal();
-    let mut job = job_env(machine);
-    job += &if cmd.is_empty() {
-        demo_job(&modules, interactive)
-    } else {
-        let mut j = String::new();
-        if load {
-            for m in &modules {
-                j.push_str(&format!("modprobe {m} || echo 'modprobe {m} failed'\n"));
-            }
-        }
-        let words: Vec<String> = cmd.iter().map(|w| shell_quote(w)).collect();
-        j.push_str(&words.join(" "));
-        j.push('\n');
-        j
-    };
-    let out_dir = util::target_dir().join("vm").join(profile.name());
-    let _lock = util::lock("heavy")?;
-    let initramfs = initramfs::create(&k, &art, &job, share, &out_dir)?;
-    let b = Boot {
-        kernel: &k,
-        initramfs,
-        out_dir: out_dir.clone(),
-        timeout: Duration::from_secs(timeout),
-        console: if interactive {
-            Console::Interactive
-        } else {
-            Console::Show
-        },
-        machine,
-        mem_mb: 1024,
-        append: test_append(),
-    };
-    eprintln!(
-        "vm: booting {} ({}), {} vCPUs",
-        k.bzimage().display(),
-        k.release()?,
-        machine.smp
-    );
-    let o = boot(&b)?;
-    eprintln!(
-        "vm: {} in {:.1} s, {}; console log {}",
-        match o.exit {
-            Some(c) => format!("guest exited {c}"),
-            None => "guest powered off".into(),
-        },
-        o.secs,
-        o.accel,
-        out_dir.join("console.log").display()
-    );
-    let reports = crate::logscan::scan(&o.dmesg);
-    if !reports.is_empty() {
-        eprintln!("vm: the kernel log has {} report(s):", reports.len());
-        for r in &reports {
-            eprintln!("{}", r.text);
-        }
-        return Ok(o.exit.unwrap_or(0).max(1));
-    }
-    Ok(o.exit.unwrap_or(0))
-}
-
 /// Kernel command line for every boot. `no5lvl`: with `-cpu max` TCG offers LA57 and the
 /// kernel runs 5-level paging; on the KASAN kernel an interrupt during early CPUID parsing
 /// then hit "BUG: KASAN: wild-memory-access in do_raw_spin_lock" (handle_edge_irq) in about
@@ -460,12 +391,12 @@ pub fn run_command(
 /// use IPIs instead. Measured, 50 insmod+rmmod cycles of `minimal`: 1 CPU 7.0 ms/cycle,
 /// 2 CPUs 21.8 ms, 2 CPUs expedited 7.6 ms; the soak test went from 329 s (three modules
 /// stopped at its 60 s cap) to 187 s (all 9 x 1000 cycles).
-pub fn test_append() -> String {
+pub fn kernel_cmdline() -> String {
     "console=ttyS0 panic=-1 quiet no5lvl log_buf_len=32M rcupdate.rcu_expedited=1".into()
 }
 
 /// Environment every job script starts with: what the guest tests may compare against.
-fn job_env(m: Machine) -> String {
+pub fn job_env(m: Machine) -> String {
     format!("export RKM_SMP={}\n", m.smp)
 }
 
@@ -477,7 +408,7 @@ pub fn boot_job(
     name: &str,
     timeout: u64,
     machine: Machine,
-) -> Result<Outcome> {
+) -> Result<Booted> {
     let job = job_env(machine) + job;
     let job = job.as_str();
     let out_dir = util::target_dir()
@@ -485,7 +416,7 @@ pub fn boot_job(
         .join(format!("{}-{name}", k.profile.name()));
     let _lock = util::lock("heavy")?;
     let initramfs = initramfs::create(k, art, job, None, &out_dir)?;
-    boot(&Boot {
+    boot(&BootSpec {
         kernel: k,
         initramfs,
         out_dir,
@@ -493,7 +424,7 @@ pub fn boot_job(
         console: Console::Quiet,
         machine,
         mem_mb: 1024,
-        append: test_append(),
+        cmdline: kernel_cmdline(),
     })
 }
 
@@ -512,13 +443,5 @@ mod tests {
         assert_eq!(parse_exit("XTASK-BOOTED\n"), None);
         assert_eq!(section("A\nB\n", "A", "B").as_deref(), Some(""));
         assert_eq!(section("A\nx\n", "A", "B"), None);
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("ls"), "ls");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
     }
 }

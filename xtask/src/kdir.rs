@@ -1,4 +1,4 @@
-//! `host`: the modules against a kernel build tree other than the workbench's own, the
+//! `kdir`: the modules against a kernel build tree other than the workbench's own, the
 //! chapter's way (`make -C /lib/modules/$(uname -r)/build M=$PWD`).
 //!
 //! `doctor --kdir DIR` checks that a tree can build Rust modules at all (a `CONFIG_RUST=y`
@@ -9,8 +9,9 @@
 //! the result into the running kernel, refusing unless the tree's release is `uname -r`.
 
 use crate::build::{self, MODULE_DIRS};
-use crate::toolchain::{Check, Toolchain};
-use crate::util;
+use crate::doctor::{print_checks, Check};
+use crate::toolchain::Toolchain;
+use crate::{flags, kernel, util};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -44,21 +45,6 @@ pub fn default_kdir() -> Result<PathBuf> {
     )))
 }
 
-/// `include/config/kernel.release` of a build tree.
-pub fn tree_release(kdir: &Path) -> Result<String> {
-    let p = kdir.join("include/config/kernel.release");
-    Ok(std::fs::read_to_string(&p)
-        .with_context(|| {
-            format!(
-                "{} is not a prepared kernel build tree (no {})",
-                kdir.display(),
-                p.display()
-            )
-        })?
-        .trim()
-        .to_string())
-}
-
 /// The tree's configuration: `.config`, else `include/config/auto.conf` (all a headers
 /// package has). Returns the file used and its `CONFIG_*` values.
 pub fn tree_config(kdir: &Path) -> Option<(PathBuf, BTreeMap<String, String>)> {
@@ -67,7 +53,7 @@ pub fn tree_config(kdir: &Path) -> Option<(PathBuf, BTreeMap<String, String>)> {
         .map(|f| kdir.join(f))
         .find_map(|p| {
             let text = std::fs::read_to_string(&p).ok()?;
-            Some((p, crate::kernel::parse_fragment(&text)))
+            Some((p, kernel::parse_fragment(&text)))
         })
 }
 
@@ -105,15 +91,39 @@ pub fn symvers_has_rust(text: &str) -> bool {
         .any(|l| l.split('\t').nth(1).is_some_and(|s| s.starts_with("_R")))
 }
 
-/// Every check of a build tree, in `doctor`'s format.
+/// Every check of a build tree, in `doctor`'s format. Stops at the first check whose
+/// failure makes the later ones meaningless (no tree, no config, no Rust).
 pub fn checks(kdir: &Path, tc: &Toolchain) -> Vec<Check> {
-    let mut v = Vec::new();
+    let tree = is_tree(kdir);
+    if !tree.ok {
+        return vec![tree];
+    }
+    let mut v = vec![tree, release(kdir)];
+    let Some((cfg_file, cfg)) = tree_config(kdir) else {
+        v.push(no_config(kdir));
+        return v;
+    };
+    let rust = rust_enabled(&cfg_file, &cfg);
+    let rust_ok = rust.ok;
+    v.push(rust);
+    if !rust_ok {
+        return v;
+    }
+    v.push(rust_metadata(kdir));
+    v.push(symvers(kdir));
+    v.push(rustc_matches(tc, &cfg));
+    v.push(c_compiler(&cfg));
+    v
+}
+
+/// `kdir` is a kernel build tree at all.
+fn is_tree(kdir: &Path) -> Check {
     let d = kdir.display();
-    let is_tree = kdir.join("Makefile").exists();
-    v.push(Check {
+    let ok = kdir.join("Makefile").exists();
+    Check {
         what: "kernel build tree".into(),
-        ok: is_tree,
-        detail: if is_tree {
+        ok,
+        detail: if ok {
             format!("{d}")
         } else {
             format!("{d} has no Makefile")
@@ -122,13 +132,14 @@ pub fn checks(kdir: &Path, tc: &Toolchain) -> Vec<Check> {
               linux-headers-$(uname -r)), or pass --kdir with the O= directory that kernel was \
               built in"
             .into(),
-    });
-    if !is_tree {
-        return v;
     }
-    let release = tree_release(kdir);
+}
+
+/// The tree is prepared (has its release), and whether that is the running kernel.
+fn release(kdir: &Path) -> Check {
+    let release = kernel::release_of(kdir);
     let running = running_release().unwrap_or_default();
-    v.push(Check {
+    Check {
         what: "kernel release".into(),
         ok: release.is_ok(),
         detail: match &release {
@@ -139,22 +150,31 @@ pub fn checks(kdir: &Path, tc: &Toolchain) -> Vec<Check> {
             ),
             Err(e) => format!("{e:#}"),
         },
-        fix: format!("prepare the tree: make -C {d} modules_prepare"),
-    });
-    let Some((cfg_file, cfg)) = tree_config(kdir) else {
-        v.push(Check {
-            what: "kernel config".into(),
-            ok: false,
-            detail: "neither .config nor include/config/auto.conf".into(),
-            fix: format!(
-                "configure and prepare the tree: make -C {d} olddefconfig modules_prepare"
-            ),
-        });
-        return v;
-    };
+        fix: format!(
+            "prepare the tree: make -C {} modules_prepare",
+            kdir.display()
+        ),
+    }
+}
+
+/// The failed check when the tree has no configuration.
+fn no_config(kdir: &Path) -> Check {
+    Check {
+        what: "kernel config".into(),
+        ok: false,
+        detail: "neither .config nor include/config/auto.conf".into(),
+        fix: format!(
+            "configure and prepare the tree: make -C {} olddefconfig modules_prepare",
+            kdir.display()
+        ),
+    }
+}
+
+/// `CONFIG_RUST=y` in the tree's configuration.
+fn rust_enabled(cfg_file: &Path, cfg: &BTreeMap<String, String>) -> Check {
     let rust = cfg.get("CONFIG_RUST").map(String::as_str) == Some("y");
     let available = cfg.get("CONFIG_RUST_IS_AVAILABLE").map(String::as_str) == Some("y");
-    v.push(Check {
+    Check {
         what: "CONFIG_RUST=y".into(),
         ok: rust,
         detail: if rust {
@@ -172,17 +192,18 @@ pub fn checks(kdir: &Path, tc: &Toolchain) -> Vec<Check> {
               with CONFIG_RUST=y (`make LLVM=1 rustavailable` says what the toolchain lacks), \
               or use the workbench's kernel: `cargo xtask run` / `cargo xtask test`"
             .into(),
-    });
-    if !rust {
-        return v;
     }
+}
+
+/// The `rust/` metadata every Rust module build links against.
+fn rust_metadata(kdir: &Path) -> Check {
     let rust_dir = kdir.join("rust");
     let missing: Vec<&str> = RUST_METADATA
         .iter()
         .copied()
         .filter(|f| !rust_dir.join(f).exists())
         .collect();
-    v.push(Check {
+    Check {
         what: "Rust metadata (rust/*.rmeta)".into(),
         ok: missing.is_empty(),
         detail: if missing.is_empty() {
@@ -197,22 +218,30 @@ pub fn checks(kdir: &Path, tc: &Toolchain) -> Vec<Check> {
               full O= tree the kernel was built in, or copy its rust/*.rmeta rust/*.so into \
               this tree"
             .into(),
-    });
+    }
+}
+
+/// `Module.symvers` exports the kernel crate's Rust symbols.
+fn symvers(kdir: &Path) -> Check {
     let symvers = kdir.join("Module.symvers");
-    let sym_text = std::fs::read_to_string(&symvers).ok();
-    let sym_ok = sym_text.as_deref().is_some_and(symvers_has_rust);
-    v.push(Check {
+    let text = std::fs::read_to_string(&symvers).ok();
+    let ok = text.as_deref().is_some_and(symvers_has_rust);
+    Check {
         what: "Module.symvers exports Rust symbols".into(),
-        ok: sym_ok,
-        detail: match &sym_text {
+        ok,
+        detail: match &text {
             None => format!("no {}", symvers.display()),
-            Some(_) if !sym_ok => format!("{} has no `_R...` (Rust) symbols", symvers.display()),
+            Some(_) if !ok => format!("{} has no `_R...` (Rust) symbols", symvers.display()),
             Some(t) => format!("{} ({} symbols)", symvers.display(), t.lines().count()),
         },
         fix: "use the tree the kernel was fully built in (`make modules_prepare` alone writes \
               no Module.symvers), or the Module.symvers that came with that kernel"
             .into(),
-    });
+    }
+}
+
+/// Our `rustc` is the one the tree was built with (its `.rmeta` files need exactly that).
+fn rustc_matches(tc: &Toolchain, cfg: &BTreeMap<String, String>) -> Check {
     let want = cfg
         .get("CONFIG_RUSTC_VERSION_TEXT")
         .map(|s| unquote(s).to_string())
@@ -220,20 +249,23 @@ pub fn checks(kdir: &Path, tc: &Toolchain) -> Vec<Check> {
     let have = util::output(Command::new(&tc.rustc).arg("--version"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "not runnable".into());
-    v.push(Check {
+    Check {
         what: format!("rustc matches the tree ({})", tc.rustc.display()),
         ok: !want.is_empty() && want == have,
         detail: format!("tree built with `{want}`, have `{have}`"),
         fix: "set KRUSTC (and KRUSTDOC) to the rustc the kernel was built with: the .rmeta \
               files only load into that exact compiler version"
             .into(),
-    });
-    let (cc, cc_ok, cc_fix) = if cfg.get("CONFIG_CC_IS_CLANG").map(String::as_str) == Some("y") {
-        let major = clang_major(&cfg).unwrap_or(19);
-        let clang = format!("clang-{major}");
+    }
+}
+
+/// The C compiler family the tree was built with is installed.
+fn c_compiler(cfg: &BTreeMap<String, String>) -> Check {
+    let (cc, ok, fix) = if cfg.get("CONFIG_CC_IS_CLANG").map(String::as_str) == Some("y") {
+        let major = clang_major(cfg).unwrap_or(19);
         (
             format!("clang {major} (LLVM=-{major})"),
-            which(&clang),
+            which(&format!("clang-{major}")),
             format!("apt-get install clang-{major} lld-{major} llvm-{major}"),
         )
     } else {
@@ -244,38 +276,18 @@ pub fn checks(kdir: &Path, tc: &Toolchain) -> Vec<Check> {
             "apt-get install gcc".into(),
         )
     };
-    v.push(Check {
+    Check {
         what: "C compiler of the tree".into(),
-        ok: cc_ok,
-        detail: if cc_ok {
-            cc
-        } else {
-            format!("{cc}: not found")
-        },
-        fix: cc_fix,
-    });
-    v
+        ok,
+        detail: if ok { cc } else { format!("{cc}: not found") },
+        fix,
+    }
 }
 
 /// Is `prog` in `PATH`?
 fn which(prog: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-}
-
-/// Print checks like `doctor`; returns how many failed.
-pub fn print_checks(checks: &[Check]) -> usize {
-    let mut bad = 0;
-    for c in checks {
-        if c.ok {
-            println!("ok      {:<40} {}", c.what, c.detail);
-        } else {
-            bad += 1;
-            println!("MISSING {:<40} {}", c.what, c.detail);
-            println!("        fix: {}", c.fix);
-        }
-    }
-    bad
 }
 
 /// `doctor --kdir DIR`.
@@ -328,7 +340,7 @@ pub fn build(kdir: &Path) -> Result<Vec<PathBuf>> {
         .with_context(|| format!("--kdir {}", kdir.display()))?;
     let tc = Toolchain::find();
     let cfg = require_usable(&kdir, &tc)?;
-    let release = tree_release(&kdir)?;
+    let release = kernel::release_of(&kdir)?;
     let out = out_dir(&release);
     eprintln!("build: modules against {} ({release})", kdir.display());
     let kos = build::build_modules_in(&kdir, &out, &make_vars(&tc, &cfg), &[])?;
@@ -342,6 +354,12 @@ pub fn build(kdir: &Path) -> Result<Vec<PathBuf>> {
         MODULE_DIRS.join(", ")
     );
     Ok(kos)
+}
+
+impl flags::Install {
+    pub fn run(self) -> Result<()> {
+        install(self.kdir.as_deref(), self.on_host)
+    }
 }
 
 /// `install --on-host`: build against the running kernel's tree and `insmod` every module.
@@ -365,7 +383,7 @@ pub fn install(kdir: Option<&Path>, on_host: bool) -> Result<()> {
             kdir.display()
         );
     }
-    let release = tree_release(&kdir)?;
+    let release = kernel::release_of(&kdir)?;
     if release != running {
         bail!(
             "refusing to load: {} is a build tree for {release}, but this machine runs \

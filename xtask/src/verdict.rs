@@ -1,4 +1,4 @@
-//! `report`: run every test in the guest and turn what comes back into one verdict.
+//! `verdict`: what a test run's guest sent back, turned into one verdict per test.
 //!
 //! Sources of results: (1) the libtest binaries from `guest/tests/` (their `test NAME ...
 //! ok|FAILED|ignored` lines, framed on the results channel by `XTASK-BEGIN/END` markers),
@@ -7,15 +7,12 @@
 //! Output: one line per test, then `N passed, N failed[, N skipped]`; JUnit XML under
 //! `target/test-results/`.
 
-use crate::build::{self, Artifacts};
-use crate::kernel::{self, Profile};
-use crate::vm;
+use crate::vm::{self, Booted};
 use crate::{ktap, logscan, util};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -119,49 +116,6 @@ pub fn binary_sections(results: &str) -> Vec<(String, String, i32)> {
     out
 }
 
-/// The guest job for a test run.
-fn test_job(art: &Artifacts, kunit_modules: &[String], filter: Option<&str>) -> String {
-    let mut j = String::from("R=/dev/ttyS1\nrc=0\n");
-    // What the guest brought up, for `kernel::all_cpus_online`.
-    j.push_str(
-        "echo \"XTASK-CPUS online=$(cat /sys/devices/system/cpu/online) processors=$(grep -c ^processor /proc/cpuinfo)\" > $R\n",
-    );
-    // Load and unload each module that has KUnit suites once, so its suites run even when
-    // no other test loads it (suites run at module load).
-    for m in kunit_modules {
-        let _ = writeln!(
-            j,
-            "echo 'xtask: KUnit pass for {m}' > /dev/kmsg; modprobe {m} && rmmod {m} || echo 'modprobe {m} failed' > /dev/kmsg"
-        );
-    }
-    // KUnit verdicts come from the pass above only: tests below load modules under fault
-    // injection, where a suite's own allocations may fail by design.
-    j.push_str("echo 'xtask: tests begin' > /dev/kmsg\n");
-    for (name, _) in &art.tests {
-        let arg = match filter {
-            Some(f) if !name.contains(f) => vm::shell_quote(f),
-            _ => String::new(),
-        };
-        let _ = writeln!(
-            j,
-            "echo 'XTASK-BEGIN {name}' > $R\n\
-             /tests/{name} --test-threads=1 --show-output {arg} > $R 2>&1; r=$?\n\
-             echo 'XTASK-END {name} '$r > $R\n\
-             [ $r = 0 ] || rc=1"
-        );
-    }
-    // Debug kernel: force a kmemleak scan after everything ran and report what it found.
-    j.push_str(
-        "K=/sys/kernel/debug/kmemleak\n\
-         if [ -e $K ]; then\n\
-           echo scan > $K; sleep 1; echo scan > $K\n\
-           { echo XTASK-KMEMLEAK-BEGIN; cat $K; echo XTASK-KMEMLEAK-END; } > $R\n\
-         fi\n\
-         exit $rc\n",
-    );
-    j
-}
-
 /// `kernel::all_cpus_online`: the guest runs every vCPU QEMU was given (`-smp`), i.e.
 /// `/sys/devices/system/cpu/online` is `0-(smp-1)` and `/proc/cpuinfo` lists `smp` processors.
 /// Fails on a uniprocessor guest (a kernel without ACPI reads SeaBIOS's MP table: 1 CPU).
@@ -185,44 +139,18 @@ fn cpus_online(results: &str, smp: u32) -> TestResult {
     }
 }
 
-/// Does this `.ko` carry KUnit suites?
-fn has_kunit(ko: &Path) -> bool {
-    Command::new(crate::toolchain::llvm_tool("llvm-readelf"))
-        .arg("-S")
-        .arg(ko)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(".kunit_test_suites"))
-        .unwrap_or(false)
-}
-
-/// `test`: build, boot, run everything, print the verdict. Returns whether all passed.
-pub fn test(
-    profile: Profile,
-    machine: vm::Machine,
+/// Every verdict of one test run, from what the guest sent back: the libtest binaries
+/// `tests` (each must have run), the KUnit suites, and the kernel-wide checks.
+pub fn verdicts(
+    ksrc: &Path,
+    tests: &[String],
+    o: &Booted,
+    smp: u32,
     filter: Option<&str>,
-    timeout: u64,
-) -> Result<bool> {
-    let start = std::time::Instant::now();
-    let k = kernel::ensure(profile, false)?;
-    let art = build::build_all(&k)?;
-    let kunit_modules: Vec<String> = art
-        .modules
-        .iter()
-        .filter(|p| has_kunit(p))
-        .map(|p| build::module_name(p))
-        .filter(|m| filter.is_none_or(|f| m.contains(f)))
-        .collect();
-    let job = test_job(&art, &kunit_modules, filter);
-    eprintln!(
-        "test: booting {} with {} test binaries (filter: {})",
-        k.release()?,
-        art.tests.len(),
-        filter.unwrap_or("none")
-    );
-    let o = vm::boot_job(&k, &art, &job, "test", timeout, machine)?;
+) -> Result<Vec<TestResult>> {
     let mut results: Vec<TestResult> = Vec::new();
     let sections = binary_sections(&o.results);
-    for (name, _) in &art.tests {
+    for name in tests {
         match sections.iter().find(|(n, _, _)| n == name) {
             Some((_, out, rc)) => results.extend(parse_libtest(name, out, *rc)),
             None => results.push(TestResult {
@@ -232,7 +160,7 @@ pub fn test(
             }),
         }
     }
-    results.extend(kunit_results(&k.src, &o.dmesg)?);
+    results.extend(kunit_results(ksrc, &o.dmesg)?);
     // The scan below is only as good as the log: it must reach back to the boot.
     let complete = o.dmesg.lines().take(5).any(|l| l.contains("Linux version"));
     results.push(TestResult {
@@ -240,7 +168,7 @@ pub fn test(
         status: if complete { Status::Pass } else { Status::Fail },
         detail: "the kernel log buffer wrapped: early messages are lost (raise log_buf_len)".into(),
     });
-    results.push(cpus_online(&o.results, machine.smp));
+    results.push(cpus_online(&o.results, smp));
     // The kernel log must be clean, whatever the filter.
     let reports = logscan::scan(&o.dmesg);
     results.push(TestResult {
@@ -271,36 +199,7 @@ pub fn test(
         // libtest already filtered inside binaries selected by the filter; filter the rest.
         results.retain(|r| r.name.contains(f) || r.name.starts_with("kernel::"));
     }
-    let dir = util::target_dir().join("test-results");
-    std::fs::create_dir_all(&dir)?;
-    let junit = dir.join(format!("junit-{}.xml", profile.name()));
-    std::fs::write(&junit, junit_xml(&results))?;
-    std::fs::write(dir.join(format!("kernel-{}.log", profile.name())), &o.dmesg)?;
-    std::fs::write(
-        dir.join(format!("results-{}.log", profile.name())),
-        &o.results,
-    )?;
-    eprintln!(
-        "test: guest {:.1} s ({}), total {:.1} s; JUnit {}; kernel log {}",
-        o.secs,
-        o.accel,
-        start.elapsed().as_secs_f64(),
-        junit.display(),
-        dir.join(format!("kernel-{}.log", profile.name())).display()
-    );
-    print_verdict(&results);
-    let passed = results.iter().all(|r| r.status != Status::Fail);
-    let ran_any = results
-        .iter()
-        .any(|r| r.status == Status::Pass && !r.name.starts_with("kernel::"));
-    if !ran_any {
-        eprintln!(
-            "test: no test matched{}",
-            filter.map(|f| format!(" {f:?}")).unwrap_or_default()
-        );
-        return Ok(false);
-    }
-    Ok(passed)
+    Ok(results)
 }
 
 /// KUnit cases from the log. Built-in suites (the kernel's own doctests) count as one
@@ -358,7 +257,7 @@ fn kunit_results(ksrc: &Path, dmesg: &str) -> Result<Vec<TestResult>> {
     Ok(merged.into_values().collect())
 }
 
-fn print_verdict(results: &[TestResult]) {
+pub fn print(results: &[TestResult]) {
     let (mut p, mut f, mut s) = (0, 0, 0);
     for r in results {
         match r.status {
