@@ -26,8 +26,36 @@ pub struct Document {
 pub struct Case {
     pub suite: String,
     pub name: String,
-    /// `PASS`, `FAIL`, `SKIP` or `ERROR`.
-    pub status: String,
+    pub status: Status,
+}
+
+/// A case's status as `kunit.py parse --json` spells it (`tools/testing/kunit/kunit_json.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// `PASS`
+    Pass,
+    /// `SKIP`
+    Skip,
+    /// `ERROR`: the test crashed.
+    Error,
+    /// `FAIL`, and anything kunit.py does not write today.
+    Fail,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Status {
+        match s {
+            "PASS" => Status::Pass,
+            "SKIP" => Status::Skip,
+            "ERROR" => Status::Error,
+            _ => Status::Fail,
+        }
+    }
+
+    /// `FAIL` or `ERROR`.
+    pub fn failed(self) -> bool {
+        matches!(self, Status::Fail | Status::Error)
+    }
 }
 
 /// Cut the log into KTAP documents at each top-level `KTAP version` line.
@@ -73,7 +101,7 @@ fn walk(group: &serde_json::Value, out: &mut Vec<Case>) {
             out.push(Case {
                 suite: suite.clone(),
                 name: c["name"].as_str().unwrap_or("?").to_string(),
-                status: c["status"].as_str().unwrap_or("FAIL").to_string(),
+                status: Status::parse(c["status"].as_str().unwrap_or("FAIL")),
             });
         }
     }
@@ -157,7 +185,17 @@ mod tests {
         let c = cases_from_json(json).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c[1].suite, "my_suite");
-        assert_eq!(c[1].status, "FAIL");
+        assert_eq!(c[1].status, Status::Fail);
+    }
+
+    #[test]
+    fn statuses_are_kunit_json_words() {
+        assert_eq!(Status::parse("PASS"), Status::Pass);
+        assert_eq!(Status::parse("SKIP"), Status::Skip);
+        assert!(Status::parse("ERROR").failed());
+        assert!(Status::parse("FAIL").failed());
+        assert!(Status::parse("something new").failed());
+        assert!(!Status::parse("SKIP").failed());
     }
 
     /// Runs the real kunit.py when the kernel source is present (it is wherever the
@@ -177,18 +215,18 @@ mod tests {
                 Case {
                     suite: "my_suite".into(),
                     name: "parses_names".into(),
-                    status: "PASS".into()
+                    status: Status::Pass
                 },
                 Case {
                     suite: "my_suite".into(),
                     name: "rejects_zero".into(),
-                    status: "FAIL".into()
+                    status: Status::Fail
                 },
             ]
         );
         let builtin = parse_document(&ksrc, &docs[0], &work, 0).unwrap();
         assert_eq!(builtin.len(), 1);
-        assert_eq!(builtin[0].status, "PASS");
+        assert_eq!(builtin[0].status, Status::Pass);
         std::fs::remove_dir_all(&work).ok();
     }
 
@@ -208,7 +246,7 @@ mod tests {
         let work = std::env::temp_dir().join(format!("ktap-real-{}", std::process::id()));
         let cases = parse_document(&ksrc, &docs[0], &work, 0).unwrap();
         assert!(cases.len() > 300, "{} cases", cases.len());
-        assert!(cases.iter().all(|c| c.status == "PASS"));
+        assert!(cases.iter().all(|c| c.status == Status::Pass));
         assert!(cases.iter().any(|c| c.suite == "rust_doctests_kernel"));
         std::fs::remove_dir_all(&work).ok();
     }

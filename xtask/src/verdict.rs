@@ -215,7 +215,7 @@ fn kunit_results(ksrc: &Path, dmesg: &str) -> Result<Vec<TestResult>> {
             for c in &cases {
                 let e = by_suite.entry(c.suite.clone()).or_default();
                 e.0 += 1;
-                if c.status == "FAIL" || c.status == "ERROR" {
+                if c.status.failed() {
                     e.1.push(c.name.clone());
                 }
             }
@@ -237,10 +237,10 @@ fn kunit_results(ksrc: &Path, dmesg: &str) -> Result<Vec<TestResult>> {
         } else {
             for c in cases {
                 let name = format!("kunit::{}::{}", c.suite, c.name);
-                let status = match c.status.as_str() {
-                    "PASS" => Status::Pass,
-                    "SKIP" => Status::Skip,
-                    _ => Status::Fail,
+                let status = match c.status {
+                    ktap::Status::Pass => Status::Pass,
+                    ktap::Status::Skip => Status::Skip,
+                    ktap::Status::Fail | ktap::Status::Error => Status::Fail,
                 };
                 let e = merged.entry(name.clone()).or_insert(TestResult {
                     name,
