@@ -13,6 +13,7 @@
 
 use crate::build::{self, Artifacts};
 use crate::kernel::{self, Profile};
+use crate::toolchain::llvm_tool;
 use crate::vm::{Clock, Machine};
 use crate::{flags, util, vm};
 use anyhow::{bail, Context, Result};
@@ -105,7 +106,7 @@ fn run_one(
     v["conditions"] = serde_json::json!({
         "clock": format!("{:?}", m.clock).to_lowercase(),
         "accel": o.accel, "vcpus": m.smp, "memory_mb": 1024,
-        "kernel": k.release()?, "host_cores": build::jobs(),
+        "kernel": k.release()?, "host_cores": util::jobs(),
         "guest_wall_secs": o.secs,
     });
     Ok(v)
@@ -117,8 +118,8 @@ fn ko_sizes(art: &Artifacts) -> Result<Value> {
         let name = build::module_name(p);
         if ["rfifo", "cfifo", "minimal"].contains(&name.as_str()) {
             let file = std::fs::metadata(p)?.len();
-            let text = util::output(Command::new(crate::toolchain::llvm_tool("llvm-size")).arg(p))
-                .unwrap_or_default();
+            let text = util::output(Command::new(llvm_tool("llvm-size")).arg(p))
+                .with_context(|| format!("cannot measure {}", p.display()))?;
             let dec: u64 = text
                 .lines()
                 .nth(1)

@@ -2,7 +2,7 @@
 //! guest binaries (libtest test binaries and helper programs from the `guest` crate).
 
 use crate::kernel::{self, Kernel};
-use crate::toolchain::Toolchain;
+use crate::toolchain::{self, Toolchain};
 use crate::util::{self, run_logged};
 use crate::{flags, kdir, setup};
 use anyhow::{bail, Context, Result};
@@ -81,13 +81,12 @@ pub fn build_modules_in(
         }
         let out = out_root.join(dir);
         std::fs::create_dir_all(&out)?;
-        let mut c = Command::new("make");
-        c.args(vars).env("LIBCLANG_PATH", "/usr/lib/llvm-19/lib");
+        let mut c = toolchain::make(vars);
         c.arg("-C")
             .arg(kdir)
             .arg(format!("M={}", src.display()))
             .arg(format!("MO={}", out.display()))
-            .arg(format!("-j{}", jobs()))
+            .arg(format!("-j{}", util::jobs()))
             .args(extra)
             .arg("modules");
         run_logged(&mut c, &out.join("build.log"), &format!("make M={dir}"))?;
@@ -111,12 +110,6 @@ pub fn build_modules_in(
         bail!("two modules are named {}", w[0]);
     }
     Ok(kos)
-}
-
-pub fn jobs() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
 }
 
 /// `foo.ko` -> `foo`.
@@ -154,8 +147,7 @@ fn cargo_artifacts(
     release: bool,
     want_tests: bool,
 ) -> Result<Vec<(String, PathBuf)>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut c = Command::new(cargo);
+    let mut c = toolchain::cargo();
     c.current_dir(util::repo_root())
         .args(args)
         .args(["--package", "guest", "--target", GUEST_TARGET])

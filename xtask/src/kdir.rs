@@ -10,7 +10,7 @@
 
 use crate::build::{self, MODULE_DIRS};
 use crate::doctor::{print_checks, Check};
-use crate::toolchain::Toolchain;
+use crate::toolchain::{Toolchain, LLVM_MAJOR};
 use crate::{flags, kernel, util};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -65,15 +65,9 @@ fn unquote(v: &str) -> &str {
 /// `make` variables for building modules against `kdir`: the C compiler family the tree was
 /// built with (`LLVM=-N` for clang N, nothing for GCC) and the workbench's `rustc`.
 pub fn make_vars(tc: &Toolchain, cfg: &BTreeMap<String, String>) -> Vec<String> {
-    let mut v = Vec::new();
-    if cfg.get("CONFIG_CC_IS_CLANG").map(String::as_str) == Some("y") {
-        v.push(format!("LLVM=-{}", clang_major(cfg).unwrap_or(19)));
-    }
-    v.push(format!("RUSTC={}", tc.rustc.display()));
-    v.push(format!("HOSTRUSTC={}", tc.rustc.display()));
-    v.push(format!("RUSTDOC={}", tc.rustdoc.display()));
-    v.push(format!("BINDGEN={}", tc.bindgen.display()));
-    v
+    let llvm = (cfg.get("CONFIG_CC_IS_CLANG").map(String::as_str) == Some("y"))
+        .then(|| format!("-{}", clang_major(cfg).unwrap_or(LLVM_MAJOR)));
+    tc.make_vars_with(llvm.as_deref())
 }
 
 /// `CONFIG_CLANG_VERSION=190107` -> 19.
@@ -262,7 +256,7 @@ fn rustc_matches(tc: &Toolchain, cfg: &BTreeMap<String, String>) -> Check {
 /// The C compiler family the tree was built with is installed.
 fn c_compiler(cfg: &BTreeMap<String, String>) -> Check {
     let (cc, ok, fix) = if cfg.get("CONFIG_CC_IS_CLANG").map(String::as_str) == Some("y") {
-        let major = clang_major(cfg).unwrap_or(19);
+        let major = clang_major(cfg).unwrap_or(LLVM_MAJOR);
         (
             format!("clang {major} (LLVM=-{major})"),
             which(&format!("clang-{major}")),

@@ -236,12 +236,7 @@ pub fn ensure(profile: Profile, rebuild: bool) -> Result<Kernel> {
         "olddefconfig",
     )?;
     verify_config(&k, profile)?;
-    let jobs = format!(
-        "-j{}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    );
+    let jobs = format!("-j{}", util::jobs());
     run_logged(
         &mut kmake(&[&jobs, "bzImage", "modules"]),
         &logs.join("build.log"),

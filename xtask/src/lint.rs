@@ -17,16 +17,11 @@
 use crate::flags;
 use crate::kernel::{self, Profile};
 use crate::setup;
-use crate::toolchain::Toolchain;
+use crate::toolchain::{self, Toolchain, CLIPPY_DRIVER, RUSTFMT};
 use crate::util;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-/// Debian's rustfmt, the one matching the kernel's rustc.
-pub const RUSTFMT: &str = "/usr/bin/rustfmt";
-/// Debian's clippy-driver, the one matching the kernel's rustc.
-pub const CLIPPY_DRIVER: &str = "/usr/bin/clippy-driver";
 
 /// What one step found.
 pub enum StepResult {
@@ -159,7 +154,7 @@ fn clippy_modules(root: &Path) -> Result<StepResult> {
         .arg(&k.build)
         .arg(format!("M={}", modules.display()))
         .arg(format!("MO={}", scratch.display()))
-        .arg(format!("-j{}", crate::build::jobs()))
+        .arg(format!("-j{}", util::jobs()))
         .args([
             "CLIPPY=1",
             &format!("CLIPPY_DRIVER={CLIPPY_DRIVER}"),
@@ -182,7 +177,7 @@ fn clippy_modules(root: &Path) -> Result<StepResult> {
 }
 
 fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut c = toolchain::cargo();
     c.current_dir(util::repo_root());
     c
 }

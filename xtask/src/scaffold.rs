@@ -408,7 +408,7 @@ pub fn create(root: &Path, name: &str, chardev: bool) -> Result<Vec<PathBuf>> {
     // Long names can push template lines past 100 columns: format like `lint` checks.
     if let Some(ksrc) = crate::setup::kernel_src() {
         format(
-            Command::new(crate::lint::RUSTFMT)
+            Command::new(crate::toolchain::RUSTFMT)
                 .arg("--config-path")
                 .arg(ksrc.join(".rustfmt.toml")),
             &written[1],
@@ -574,7 +574,7 @@ mod tests {
             assert!(src.contains(&format!("#[kunit_tests({name}_tests)]")));
             assert_eq!(src.contains("MiscDeviceRegistration"), chardev);
             // The kernel's rustfmt settings for the module, the workspace's for the test.
-            let fmt = Command::new(crate::lint::RUSTFMT)
+            let fmt = Command::new(crate::toolchain::RUSTFMT)
                 .args(["--check", "--edition", "2021", "--config-path"])
                 .arg(ksrc.join(".rustfmt.toml"))
                 .arg(&files[1])
@@ -605,7 +605,7 @@ mod tests {
                 .arg(format!("M={}", root.join("modules").join(name).display()))
                 .arg(format!("MO={}", mo.display()))
                 .args(["CLIPPY=1", "KRUSTFLAGS=-Dwarnings"])
-                .arg(format!("CLIPPY_DRIVER={}", crate::lint::CLIPPY_DRIVER))
+                .arg(format!("CLIPPY_DRIVER={}", crate::toolchain::CLIPPY_DRIVER))
                 .arg("modules")
                 .output()
                 .unwrap();
@@ -619,8 +619,7 @@ mod tests {
             assert!(mo.join(format!("{name}.ko")).exists(), "{log}");
         }
         // The guest tests compile (for the host here; the guest build only adds +crt-static).
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
+        let out = crate::toolchain::cargo()
             .current_dir(&root)
             .args(["test", "--no-run", "--quiet", "-p", "guest"])
             .args(["--test", "scaf_plain", "--test", "scaf_dev"])

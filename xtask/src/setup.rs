@@ -5,7 +5,7 @@
 //! private sources list that reuses the mirror URI already configured on this machine; the
 //! system's apt state (`/etc/apt`, `/var/lib/apt/lists`) is left untouched.
 
-use crate::toolchain::{Toolchain, BINDGEN_VERSION};
+use crate::toolchain::{self, llvm, Toolchain, BINDGEN_VERSION};
 use crate::util::{self, output, run};
 use crate::{doctor, flags};
 use anyhow::{bail, Context, Result};
@@ -21,10 +21,13 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("rust-web-src", "the matching `core` source"),
     ("rust-web-clippy", "clippy for `make CLIPPY=1`"),
     ("rustfmt-web", "rustfmt for the modules"),
-    ("clang-19", "C compiler for LLVM=-19"),
-    ("lld-19", "linker for LLVM=-19"),
-    ("llvm-19", "llvm-ar/nm/objcopy for LLVM=-19"),
-    ("libclang-19-dev", "libclang for bindgen"),
+    (llvm!("clang"), concat!("C compiler for LLVM=", llvm!(""))),
+    (llvm!("lld"), concat!("linker for LLVM=", llvm!(""))),
+    (
+        llvm!("llvm"),
+        concat!("llvm-ar/nm/objcopy for LLVM=", llvm!("")),
+    ),
+    (concat!(llvm!("libclang"), "-dev"), "libclang for bindgen"),
     ("make", "kernel build"),
     ("gcc", "host C compiler"),
     ("libc6-dev", "static glibc for the guest test binaries"),
@@ -153,17 +156,15 @@ fn setup(kernel_src_arg: Option<&Path>) -> Result<()> {
     let have = output(Command::new(&tc.bindgen).arg("--version")).unwrap_or_default();
     if !have.contains(BINDGEN_VERSION) {
         eprintln!("setup: installing bindgen-cli {BINDGEN_VERSION} with cargo (about a minute)");
-        run(
-            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args([
-                    "install",
-                    "bindgen-cli",
-                    "--version",
-                    BINDGEN_VERSION,
-                    "--locked",
-                ])
-                .env("LIBCLANG_PATH", "/usr/lib/llvm-19/lib"),
-        )
+        run(toolchain::cargo()
+            .args([
+                "install",
+                "bindgen-cli",
+                "--version",
+                BINDGEN_VERSION,
+                "--locked",
+            ])
+            .env("LIBCLANG_PATH", toolchain::LIBCLANG_DIR))
         .context("installing bindgen-cli")?;
     } else {
         eprintln!("setup: {}", have.trim());

@@ -4,21 +4,22 @@
 
 use crate::build::{self, Artifacts};
 use crate::kernel::{self, Profile};
+use crate::toolchain::llvm_tool;
 use crate::verdict::{self, Status};
 use crate::{flags, run_cmd, setup, util, vm};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
 /// Does this `.ko` carry KUnit suites?
-fn has_kunit(ko: &Path) -> bool {
-    Command::new(crate::toolchain::llvm_tool("llvm-readelf"))
-        .arg("-S")
-        .arg(ko)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(".kunit_test_suites"))
-        .unwrap_or(false)
+/// An error when `llvm-readelf` cannot tell (not installed, unreadable file): answering "no"
+/// would drop the module's KUnit verdicts without a word.
+fn has_kunit(ko: &Path) -> Result<bool> {
+    let readelf = llvm_tool("llvm-readelf");
+    let sections = util::output(Command::new(&readelf).arg("-S").arg(ko))
+        .with_context(|| format!("cannot list the ELF sections of {}", ko.display()))?;
+    Ok(sections.contains(".kunit_test_suites"))
 }
 
 impl flags::Test {
@@ -44,13 +45,13 @@ fn test(
     let start = std::time::Instant::now();
     let k = kernel::ensure(profile, false)?;
     let art = build::build_all(&k)?;
-    let kunit_modules: Vec<String> = art
-        .modules
-        .iter()
-        .filter(|p| has_kunit(p))
-        .map(|p| build::module_name(p))
-        .filter(|m| filter.is_none_or(|f| m.contains(f)))
-        .collect();
+    let mut kunit_modules = Vec::new();
+    for ko in &art.modules {
+        let name = build::module_name(ko);
+        if filter.is_none_or(|f| name.contains(f)) && has_kunit(ko)? {
+            kunit_modules.push(name);
+        }
+    }
     let job = test_job(&art, &kunit_modules, filter);
     eprintln!(
         "test: booting {} with {} test binaries (filter: {})",

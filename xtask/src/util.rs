@@ -41,6 +41,13 @@ pub fn target_dir() -> PathBuf {
     repo_root().join("target")
 }
 
+/// Parallel jobs for `make -j`: the host's cores.
+pub fn jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
 pub fn is_root() -> bool {
     // /proc/self/status has the effective uid; no libc binding needed.
     std::fs::read_to_string("/proc/self/status")
