@@ -13,8 +13,9 @@
 
 use crate::build::{self, Artifacts};
 use crate::kernel::{self, Profile};
+use crate::protocol::{self, Job};
 use crate::toolchain::llvm_tool;
-use crate::vm::{Clock, Machine};
+use crate::vm::{Clock, JobBoot, Machine};
 use crate::{flags, util, vm};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -88,24 +89,26 @@ fn run_one(
     rounds: u32,
     scale: u32,
 ) -> Result<Value> {
-    let job = format!(
-        "modprobe rfifo devices=2 && modprobe cfifo devices=2 || exit 1\n\
-         fifobench {rounds} {scale} > /dev/ttyS1\n"
-    );
+    let mut job = Job::new(m);
+    job.load_modules_or_exit(&[("rfifo", "devices=2"), ("cfifo", "devices=2")])
+        .run_marked(
+            "fifobench",
+            &["fifobench", &rounds.to_string(), &scale.to_string()],
+        );
     eprintln!(
         "bench: {:?} clock, {} vCPUs, {rounds} interleaved rounds per case (takes minutes under TCG)",
         m.clock, m.smp
     );
-    let o = vm::boot_job(k, art, &job, "bench", 3600, m)?;
-    let line = o
-        .results
-        .lines()
-        .find_map(|l| l.strip_prefix("BENCH-JSON "))
+    let o = vm::boot_job(k, art, &job, &JobBoot::quiet("bench", 3600))?;
+    let output = o.results.program("fifobench").map(|p| p.output);
+    let line = output
+        .as_deref()
+        .and_then(protocol::bench_json)
         .with_context(|| format!("no benchmark output; console:\n{}", o.console_tail(30)))?;
     let mut v: Value = serde_json::from_str(line).context("benchmark JSON")?;
     v["conditions"] = serde_json::json!({
         "clock": format!("{:?}", m.clock).to_lowercase(),
-        "accel": o.accel, "vcpus": m.smp, "memory_mb": 1024,
+        "accel": o.accel, "vcpus": m.smp, "memory_mb": vm::MEM_MB,
         "kernel": k.release()?, "host_cores": util::jobs(),
         "guest_wall_secs": o.secs,
     });

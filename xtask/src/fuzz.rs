@@ -3,7 +3,9 @@
 //! report fails the run and prints the seed that reproduces the op sequence.
 
 use crate::kernel::{self, Profile};
-use crate::{build, flags, initramfs, logscan, vm};
+use crate::protocol::{self, Job};
+use crate::vm::{self, JobBoot};
+use crate::{build, flags, initramfs, logscan};
 use anyhow::{bail, Result};
 
 impl flags::Fuzz {
@@ -28,49 +30,42 @@ fn fuzz(
 ) -> Result<()> {
     let k = kernel::ensure(profile, false)?;
     let art = build::build_all(&k)?;
-    let mut job = String::from("ls /dev > /tmp/dev.before\n");
-    for m in initramfs::module_names(&art) {
-        job.push_str(&format!("modprobe {m} || echo 'modprobe {m} failed'\n"));
-    }
-    job.push_str(&format!(
-        "ls /dev > /tmp/dev.after\n\
-         devs=$(grep -vxF -f /tmp/dev.before /tmp/dev.after | sed 's|^|/dev/|')\n\
-         echo \"fuzzing: $devs\"\n\
-         kfuzz --seed {seed} --seconds {seconds} --workers {workers} $devs\n"
-    ));
+    let mut job = Job::new(machine);
+    job.remember_devices()
+        .load_modules(&initramfs::module_names(&art))
+        .new_devices()
+        .run_marked(
+            "kfuzz",
+            &[
+                "kfuzz",
+                "--seed",
+                &seed.to_string(),
+                "--seconds",
+                &seconds.to_string(),
+                "--workers",
+                &workers.to_string(),
+                Job::NEW_DEVICES,
+            ],
+        );
     eprintln!(
         "fuzz: seed {seed}, {seconds} s, {workers} workers, {} vCPUs, profile {}",
         machine.smp,
         profile.name()
     );
-    let o = vm::boot_job(&k, &art, &job, "fuzz", seconds + 300, machine)?;
-    let ops: u64 = o
-        .console
-        .lines()
-        .filter_map(|l| {
-            l.split("ran ")
-                .nth(1)?
-                .strip_suffix(" ops")?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
-    for l in o
-        .console
-        .lines()
-        .filter(|l| l.starts_with("kfuzz:") || l.starts_with("fuzzing:"))
-    {
-        println!("{l}");
-    }
+    let o = vm::boot_job(&k, &art, &job, &JobBoot::quiet("fuzz", seconds + 300))?;
+    let kfuzz = o.results.program("kfuzz");
+    let output = kfuzz.as_ref().map_or("", |p| p.output.as_str());
+    print!("{output}");
+    let ops = protocol::kfuzz_ops(output);
     let reports = logscan::scan(&o.dmesg);
     for r in &reports {
         println!("[{}]\n{}", r.kind, r.text);
     }
     println!(
-        "fuzz: {ops} ops in {:.1} s guest time, {} kernel report(s), exit {:?}",
+        "fuzz: {ops} ops in {:.1} s guest time, {} kernel report(s), kfuzz exit {:?}",
         o.secs,
         reports.len(),
-        o.exit
+        kfuzz.map(|p| p.status)
     );
     if !reports.is_empty() || o.exit != Some(0) {
         bail!(

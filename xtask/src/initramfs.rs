@@ -3,41 +3,17 @@
 //!
 //! Layout: busybox-static (with its applets as links), `/init` (below), the modules under
 //! `/lib/modules/<release>/extra` with `depmod` data (so `modprobe NAME` works), the test
-//! binaries under `/tests`, helper programs in `/bin`, the job script `/etc/xtask/job`
-//! and, with `--share`, a host directory's files under `/host`.
+//! binaries under `/tests`, helper programs in `/bin`, the job script and, with `--share`, a
+//! host directory's files under `/host`. `/init` and the job come from `protocol`.
 
 use crate::build::{module_name, Artifacts};
 use crate::kernel::Kernel;
+use crate::protocol;
 use crate::util::run;
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// The guest's PID 1. It mounts the pseudo file systems, runs the job, reports its exit
-/// status and the whole kernel log on the second serial port (`/dev/ttyS1`, the host's
-/// results file), and powers the machine off (QEMU runs with `-no-reboot`).
-pub const INIT: &str = r#"#!/bin/sh
-/bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin /run /root
-/bin/busybox --install -s
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-mount -t tmpfs tmpfs /tmp
-mkdir -p /dev/pts && mount -t devpts devpts /dev/pts 2>/dev/null
-hostname rkm-guest
-export PATH=/sbin:/usr/sbin:/bin:/usr/bin:/tests HOME=/root TERM=vt100
-cd /root
-R=/dev/ttyS1
-stty -F $R raw -echo 2>/dev/null
-echo "XTASK-BOOTED $(uname -r)" > $R
-sh /etc/xtask/job
-rc=$?
-{ echo "XTASK-DMESG-BEGIN"; dmesg; echo "XTASK-DMESG-END"; echo "XTASK-EXIT $rc"; } > $R
-sync
-reboot -f
-"#;
 
 /// Write the initramfs for `k` with `art` and the job script; returns the cpio path.
 pub fn create(
@@ -71,8 +47,11 @@ pub fn create(
     }
     run(Command::new("depmod").arg("-b").arg(&staging).arg(&release))
         .context("depmod for the initramfs")?;
-    std::fs::write(staging.join("init"), INIT)?;
+    std::fs::write(staging.join("init"), protocol::init_script())?;
     std::fs::write(staging.join("job"), job)?;
+    let (job_dir, _) = protocol::JOB_PATH
+        .rsplit_once('/')
+        .expect("the job's path is absolute");
 
     let mut spec = String::new();
     for d in [
@@ -86,11 +65,11 @@ pub fn create(
         "/dev",
         "/tmp",
         "/etc",
-        "/etc/xtask",
+        job_dir,
         "/lib",
         "/lib/modules",
         "/root",
-        "/tests",
+        protocol::TESTS_DIR,
         "/host",
         "/run",
     ] {
@@ -106,12 +85,18 @@ pub fn create(
     )?;
     writeln!(
         spec,
-        "file /etc/xtask/job {} 0755 0 0",
+        "file {} {} 0755 0 0",
+        protocol::JOB_PATH,
         staging.join("job").display()
     )?;
     add_tree(&mut spec, &staging.join("lib/modules"), "/lib/modules")?;
     for (name, exe) in &art.tests {
-        writeln!(spec, "file /tests/{name} {} 0755 0 0", exe.display())?;
+        writeln!(
+            spec,
+            "file {}/{name} {} 0755 0 0",
+            protocol::TESTS_DIR,
+            exe.display()
+        )?;
     }
     for (name, exe) in &art.bins {
         writeln!(spec, "file /bin/{name} {} 0755 0 0", exe.display())?;
@@ -142,9 +127,10 @@ pub fn create(
 
 /// The 32-bit C test programs (`build::build_c32`) under `/tests/bin32/`.
 fn add_c32(spec: &mut String) -> Result<()> {
-    writeln!(spec, "dir /tests/bin32 0755 0 0")?;
+    let dir = format!("{}/bin32", protocol::TESTS_DIR);
+    writeln!(spec, "dir {dir} 0755 0 0")?;
     for (name, exe) in crate::build::c32_programs() {
-        writeln!(spec, "file /tests/bin32/{name} {} 0755 0 0", exe.display())?;
+        writeln!(spec, "file {dir}/{name} {} 0755 0 0", exe.display())?;
     }
     Ok(())
 }

@@ -6,12 +6,10 @@
 //! whose JSON is read back.
 
 use crate::logscan::message;
+use crate::protocol::TESTS_BEGIN;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::Command;
-
-/// The marker the test job writes to the kernel log after its KUnit pass.
-pub const TESTS_BEGIN: &str = "xtask: tests begin";
 
 /// One KTAP document cut from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

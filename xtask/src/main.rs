@@ -34,6 +34,7 @@ mod kernel;
 mod ktap;
 mod lint;
 mod logscan;
+mod protocol;
 mod run_cmd;
 mod scaffold;
 mod setup;

@@ -4,11 +4,12 @@
 
 use crate::build::{self, Artifacts};
 use crate::kernel::{self, Profile};
+use crate::protocol::Job;
 use crate::toolchain::llvm_tool;
 use crate::verdict::{self, Status};
-use crate::{flags, run_cmd, setup, util, vm};
+use crate::vm::{self, JobBoot};
+use crate::{flags, setup, util};
 use anyhow::{Context, Result};
-use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -52,14 +53,14 @@ fn test(
             kunit_modules.push(name);
         }
     }
-    let job = test_job(&art, &kunit_modules, filter);
+    let job = test_job(machine, &art, &kunit_modules, filter);
     eprintln!(
         "test: booting {} with {} test binaries (filter: {})",
         k.release()?,
         art.tests.len(),
         filter.unwrap_or("none")
     );
-    let o = vm::boot_job(&k, &art, &job, "test", timeout, machine)?;
+    let o = vm::boot_job(&k, &art, &job, &JobBoot::quiet("test", timeout))?;
     let test_names: Vec<String> = art.tests.iter().map(|(n, _)| n.clone()).collect();
     let results = verdict::verdicts(&k.src, &test_names, &o, machine.smp, filter)?;
     let dir = util::target_dir().join("test-results");
@@ -69,7 +70,7 @@ fn test(
     std::fs::write(dir.join(format!("kernel-{}.log", profile.name())), &o.dmesg)?;
     std::fs::write(
         dir.join(format!("results-{}.log", profile.name())),
-        &o.results,
+        o.results.text(),
     )?;
     eprintln!(
         "test: guest {:.1} s ({}), total {:.1} s; JUnit {}; kernel log {}",
@@ -94,45 +95,19 @@ fn test(
     Ok(passed)
 }
 
-/// The guest job for a test run.
-fn test_job(art: &Artifacts, kunit_modules: &[String], filter: Option<&str>) -> String {
-    let mut j = String::from("R=/dev/ttyS1\nrc=0\n");
-    // What the guest brought up, for `kernel::all_cpus_online`.
-    j.push_str(
-        "echo \"XTASK-CPUS online=$(cat /sys/devices/system/cpu/online) processors=$(grep -c ^processor /proc/cpuinfo)\" > $R\n",
-    );
-    // Load and unload each module that has KUnit suites once, so its suites run even when
-    // no other test loads it (suites run at module load).
-    for m in kunit_modules {
-        let _ = writeln!(
-            j,
-            "echo 'xtask: KUnit pass for {m}' > /dev/kmsg; modprobe {m} && rmmod {m} || echo 'modprobe {m} failed' > /dev/kmsg"
-        );
-    }
-    // KUnit verdicts come from the pass above only: tests below load modules under fault
-    // injection, where a suite's own allocations may fail by design.
-    j.push_str("echo 'xtask: tests begin' > /dev/kmsg\n");
+/// The guest job for a test run: report the CPUs, the KUnit pass over `kunit_modules`, every
+/// test binary (with the filter unless the binary's name matches it), the kmemleak scan.
+fn test_job(
+    machine: vm::Machine,
+    art: &Artifacts,
+    kunit_modules: &[String],
+    filter: Option<&str>,
+) -> Job {
+    let mut job = Job::new(machine);
+    job.report_cpus().kunit_pass(kunit_modules);
     for (name, _) in &art.tests {
-        let arg = match filter {
-            Some(f) if !name.contains(f) => run_cmd::shell_quote(f),
-            _ => String::new(),
-        };
-        let _ = writeln!(
-            j,
-            "echo 'XTASK-BEGIN {name}' > $R\n\
-             /tests/{name} --test-threads=1 --show-output {arg} > $R 2>&1; r=$?\n\
-             echo 'XTASK-END {name} '$r > $R\n\
-             [ $r = 0 ] || rc=1"
-        );
+        job.run_test_binary(name, filter.filter(|f| !name.contains(f)));
     }
-    // Debug kernel: force a kmemleak scan after everything ran and report what it found.
-    j.push_str(
-        "K=/sys/kernel/debug/kmemleak\n\
-         if [ -e $K ]; then\n\
-           echo scan > $K; sleep 1; echo scan > $K\n\
-           { echo XTASK-KMEMLEAK-BEGIN; cat $K; echo XTASK-KMEMLEAK-END; } > $R\n\
-         fi\n\
-         exit $rc\n",
-    );
-    j
+    job.kmemleak_scan();
+    job
 }

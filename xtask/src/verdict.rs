@@ -1,13 +1,15 @@
 //! `verdict`: what a test run's guest sent back, turned into one verdict per test.
 //!
 //! Sources of results: (1) the libtest binaries from `guest/tests/` (their `test NAME ...
-//! ok|FAILED|ignored` lines, framed on the results channel by `XTASK-BEGIN/END` markers),
+//! ok|FAILED|ignored` lines, each binary's output framed on the results channel, see
+//! `protocol`),
 //! (2) KUnit suites of the built-in kernel and of our modules (KTAP in the kernel log, parsed
 //! by `kunit.py`), (3) the kernel log scan (any BUG/WARNING/Oops/... fails the run).
 //! Output: one line per test, then `N passed, N failed[, N skipped]`; JUnit XML under
 //! `target/test-results/`.
 
-use crate::vm::{self, Booted};
+use crate::protocol::Results;
+use crate::vm::Booted;
 use crate::{ktap, logscan, util};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -90,46 +92,23 @@ pub fn parse_libtest(bin: &str, out: &str, rc: i32) -> Vec<TestResult> {
     results
 }
 
-/// Split the results channel into `(binary, output, exit status)`.
-pub fn binary_sections(results: &str) -> Vec<(String, String, i32)> {
-    let mut out = Vec::new();
-    let mut lines = results.lines();
-    while let Some(l) = lines.next() {
-        let Some(name) = l.strip_prefix("XTASK-BEGIN ") else {
-            continue;
-        };
-        let mut body = String::new();
-        let mut rc = -1;
-        for l in lines.by_ref() {
-            if let Some(end) = l.strip_prefix("XTASK-END ") {
-                rc = end
-                    .rsplit_once(' ')
-                    .and_then(|(_, c)| c.trim().parse().ok())
-                    .unwrap_or(-1);
-                break;
-            }
-            body.push_str(l);
-            body.push('\n');
-        }
-        out.push((name.trim().to_string(), body, rc));
-    }
-    out
-}
-
 /// `kernel::all_cpus_online`: the guest runs every vCPU QEMU was given (`-smp`), i.e.
 /// `/sys/devices/system/cpu/online` is `0-(smp-1)` and `/proc/cpuinfo` lists `smp` processors.
 /// Fails on a uniprocessor guest (a kernel without ACPI reads SeaBIOS's MP table: 1 CPU).
-fn cpus_online(results: &str, smp: u32) -> TestResult {
+fn cpus_online(results: &Results, smp: u32) -> TestResult {
     let want = if smp == 1 {
         "0".to_string()
     } else {
         format!("0-{}", smp - 1)
     };
-    let line = results
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("XTASK-CPUS "))
-        .unwrap_or("(no XTASK-CPUS line from the guest)");
-    let ok = line == format!("online={want} processors={smp}");
+    let cpus = results.cpus();
+    let ok = cpus
+        .as_ref()
+        .is_some_and(|c| c.online == want && c.processors == smp);
+    let line = match cpus {
+        Some(c) => format!("online={} processors={}", c.online, c.processors),
+        None => "(no report of its CPUs)".into(),
+    };
     TestResult {
         name: "kernel::all_cpus_online".into(),
         status: if ok { Status::Pass } else { Status::Fail },
@@ -149,10 +128,10 @@ pub fn verdicts(
     filter: Option<&str>,
 ) -> Result<Vec<TestResult>> {
     let mut results: Vec<TestResult> = Vec::new();
-    let sections = binary_sections(&o.results);
+    let programs = o.results.programs();
     for name in tests {
-        match sections.iter().find(|(n, _, _)| n == name) {
-            Some((_, out, rc)) => results.extend(parse_libtest(name, out, *rc)),
+        match programs.iter().find(|p| p.name == *name) {
+            Some(p) => results.extend(parse_libtest(name, &p.output, p.status)),
             None => results.push(TestResult {
                 name: format!("{name}::(binary)"),
                 status: Status::Fail,
@@ -184,7 +163,7 @@ pub fn verdicts(
             .collect::<Vec<_>>()
             .join("\n\n"),
     });
-    if let Some(leaks) = vm::section(&o.results, "XTASK-KMEMLEAK-BEGIN", "XTASK-KMEMLEAK-END") {
+    if let Some(leaks) = o.results.kmemleak() {
         results.push(TestResult {
             name: "kernel::kmemleak_scan_is_empty".into(),
             status: if leaks.trim().is_empty() {
@@ -335,12 +314,12 @@ mod tests {
 
     #[test]
     fn all_cpus_online_fails_on_a_uniprocessor_guest() {
-        let up = "XTASK-BOOTED\nXTASK-CPUS online=0 processors=1\n";
-        let smp = "XTASK-CPUS online=0-1 processors=2\n";
+        let up = &Results::new("XTASK-BOOTED\nXTASK-CPUS online=0 processors=1\n".into());
+        let smp = &Results::new("XTASK-CPUS online=0-1 processors=2\n".into());
         assert!(cpus_online(up, 2).status == Status::Fail);
         assert!(cpus_online(smp, 2).status == Status::Pass);
         assert!(cpus_online(up, 1).status == Status::Pass);
-        assert!(cpus_online("", 2).status == Status::Fail);
+        assert!(cpus_online(&Results::default(), 2).status == Status::Fail);
     }
 
     const OUT: &str = "\
@@ -386,15 +365,6 @@ test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; 
         assert_eq!(r[0].name, "x::(binary)");
         assert_eq!(r[0].status, Status::Fail);
         assert!(r[0].detail.contains("139"));
-    }
-
-    #[test]
-    fn sections_are_split() {
-        let res = "XTASK-BOOTED 7\nXTASK-BEGIN a\ntest t ... ok\nXTASK-END a 0\nXTASK-BEGIN b\nXTASK-END b 101\n";
-        let s = binary_sections(res);
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0], ("a".into(), "test t ... ok\n".into(), 0));
-        assert_eq!(s[1].2, 101);
     }
 
     #[test]

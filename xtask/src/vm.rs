@@ -1,13 +1,14 @@
 //! `vm`: boot the test kernel in QEMU with an initramfs and a job script.
 //!
 //! Serial port 0 is the console (kernel messages and the job's output) and goes to
-//! `console.log` (and to the terminal for `run`); serial port 1 is the results channel that
-//! `/init` writes: markers around test binaries, the whole `dmesg`, and the exit status.
-//! TCG is the default; KVM is used only when a short probe boot under it succeeds.
+//! `console.log` (and to the terminal for `run`); serial port 1 is the results channel,
+//! `results.log`, which `protocol::Results` reads. TCG is the default; KVM is used only when
+//! a short probe boot under it succeeds.
 
 use crate::build::Artifacts;
 use crate::initramfs;
 use crate::kernel::Kernel;
+use crate::protocol::{Job, Results};
 use crate::util;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -29,9 +30,13 @@ pub enum Console {
 #[derive(Debug, Default)]
 pub struct Booted {
     pub console: String,
-    pub results: String,
-    /// `XTASK-EXIT` status of the job, if the guest got that far.
+    /// Where the console's copy is.
+    pub console_log: PathBuf,
+    /// What the guest wrote to the results channel.
+    pub results: Results,
+    /// The job's exit status, if the guest got that far.
     pub exit: Option<i32>,
+    /// The whole kernel log (the console's when the guest died before dumping it).
     pub dmesg: String,
     pub secs: f64,
     pub accel: String,
@@ -91,6 +96,9 @@ impl Default for Machine {
         }
     }
 }
+
+/// Guest memory of every job boot, in MiB.
+pub const MEM_MB: u32 = 1024;
 
 /// Two QEMU `edu` PCI devices (1234:11e8) on every boot: one per driver twin (`rust_edu`,
 /// `cedu`). Cheap when unused: they sit on the PCI bus until a driver binds.
@@ -322,9 +330,11 @@ pub fn boot(b: &BootSpec) -> Result<Booted> {
         String::from_utf8_lossy(&std::fs::read(&console_log).unwrap_or_default()).replace('\r', "");
     let results =
         String::from_utf8_lossy(&std::fs::read(&results_log).unwrap_or_default()).replace('\r', "");
+    let results = Results::new(results);
     let mut o = Booted {
-        exit: parse_exit(&results),
-        dmesg: section(&results, "XTASK-DMESG-BEGIN", "XTASK-DMESG-END").unwrap_or_default(),
+        console_log: console_log.clone(),
+        exit: results.exit(),
+        dmesg: results.dmesg().unwrap_or_default(),
         console,
         results,
         secs: start.elapsed().as_secs_f64(),
@@ -359,28 +369,6 @@ pub fn boot(b: &BootSpec) -> Result<Booted> {
     Ok(o)
 }
 
-/// `XTASK-EXIT <n>` from the results channel.
-pub fn parse_exit(results: &str) -> Option<i32> {
-    results
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("XTASK-EXIT ")?.trim().parse().ok())
-}
-
-/// Text between two marker lines (empty when they are adjacent; `None` without both).
-pub fn section(text: &str, begin: &str, end: &str) -> Option<String> {
-    let mut lines = text.lines();
-    lines.by_ref().find(|l| l.trim_end() == begin)?;
-    let mut body = Vec::new();
-    for l in lines {
-        if l.trim_end() == end {
-            return Some(body.join("\n"));
-        }
-        body.push(l);
-    }
-    None
-}
-
 /// Kernel command line for every boot. `no5lvl`: with `-cpu max` TCG offers LA57 and the
 /// kernel runs 5-level paging; on the KASAN kernel an interrupt during early CPUID parsing
 /// then hit "BUG: KASAN: wild-memory-access in do_raw_spin_lock" (handle_edge_irq) in about
@@ -395,53 +383,45 @@ pub fn kernel_cmdline() -> String {
     "console=ttyS0 panic=-1 quiet no5lvl log_buf_len=32M rcupdate.rcu_expedited=1".into()
 }
 
-/// Environment every job script starts with: what the guest tests may compare against.
-pub fn job_env(m: Machine) -> String {
-    format!("export RKM_SMP={}\n", m.smp)
+/// How [`boot_job`] boots a job.
+pub struct JobBoot<'a> {
+    /// The boot's directory is `target/vm/<profile>-<name>`.
+    pub name: &'a str,
+    pub timeout: Duration,
+    pub console: Console,
+    /// A host directory whose files the guest sees under `/host`.
+    pub share: Option<&'a Path>,
 }
 
-/// Everything needed to boot an artifact set with a job; used by `test` and friends.
-pub fn boot_job(
-    k: &Kernel,
-    art: &Artifacts,
-    job: &str,
-    name: &str,
-    timeout: u64,
-    machine: Machine,
-) -> Result<Booted> {
-    let job = job_env(machine) + job;
-    let job = job.as_str();
+impl JobBoot<'_> {
+    /// Console to `console.log` only, nothing shared.
+    pub fn quiet(name: &str, timeout_secs: u64) -> JobBoot<'_> {
+        JobBoot {
+            name,
+            timeout: Duration::from_secs(timeout_secs),
+            console: Console::Quiet,
+            share: None,
+        }
+    }
+}
+
+/// Write the initramfs with the artifacts and the job, and boot it on the job's machine.
+/// Holds the VM lock from before the initramfs is written until the guest is gone, so that
+/// a queued run cannot boot another run's image.
+pub fn boot_job(k: &Kernel, art: &Artifacts, job: &Job, how: &JobBoot) -> Result<Booted> {
     let out_dir = util::target_dir()
         .join("vm")
-        .join(format!("{}-{name}", k.profile.name()));
+        .join(format!("{}-{}", k.profile.name(), how.name));
     let _lock = util::lock("heavy")?;
-    let initramfs = initramfs::create(k, art, job, None, &out_dir)?;
+    let initramfs = initramfs::create(k, art, &job.finish(), how.share, &out_dir)?;
     boot(&BootSpec {
         kernel: k,
         initramfs,
         out_dir,
-        timeout: Duration::from_secs(timeout),
-        console: Console::Quiet,
-        machine,
-        mem_mb: 1024,
+        timeout: how.timeout,
+        console: how.console,
+        machine: job.machine(),
+        mem_mb: MEM_MB,
         cmdline: kernel_cmdline(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_and_sections() {
-        let r = "XTASK-BOOTED 7.3.4\nXTASK-DMESG-BEGIN\n[ 0.1] a\n[ 0.2] b\nXTASK-DMESG-END\nXTASK-EXIT 3\n";
-        assert_eq!(parse_exit(r), Some(3));
-        assert_eq!(
-            section(r, "XTASK-DMESG-BEGIN", "XTASK-DMESG-END").as_deref(),
-            Some("[ 0.1] a\n[ 0.2] b")
-        );
-        assert_eq!(parse_exit("XTASK-BOOTED\n"), None);
-        assert_eq!(section("A\nB\n", "A", "B").as_deref(), Some(""));
-        assert_eq!(section("A\nx\n", "A", "B"), None);
-    }
 }
