@@ -247,6 +247,22 @@ pub fn ensure(profile: Profile, rebuild: bool) -> Result<Kernel> {
     Ok(k)
 }
 
+/// For the host tests that need it (`#[ignore]`d, run by `.ci/run` with `--include-ignored`):
+/// the cached default test kernel, fully built; a test without it fails here.
+#[cfg(test)]
+pub(crate) fn built_test_kernel() -> Kernel {
+    let (k, _) = locate(Profile::Default).expect("a kernel source: run `cargo xtask setup`");
+    let ready = k.bzimage().exists()
+        && k.build.join("Module.symvers").exists()
+        && k.build.join("rust/libkernel.rmeta").exists();
+    assert!(
+        ready,
+        "no built test kernel in {}: run `cargo xtask kernel` first",
+        k.build.display()
+    );
+    k
+}
+
 /// Fail listing every option a fragment asked for that did not survive olddefconfig.
 fn verify_config(k: &Kernel, profile: Profile) -> Result<()> {
     let mut wanted = BTreeMap::new();
