@@ -1,5 +1,5 @@
 //! `new`: scaffold a module and its guest test that pass `cargo xtask test --filter NAME`
-//! right away.
+//! right away, from the templates in `xtask/templates/`.
 //!
 //! `cargo xtask new NAME [--chardev]` writes `modules/NAME/Kbuild`, `modules/NAME/NAME.rs`
 //! (SPDX line, `//!` docs, `module!`, a KUnit suite `NAME_tests`, and with `--chardev` a misc
@@ -166,200 +166,23 @@ pub fn taken(root: &Path, name: &str) -> Option<String> {
     None
 }
 
-const KBUILD: &str = "# SPDX-License-Identifier: GPL-2.0\nobj-m := @NAME@.o\n";
+/// The templates, real files under `xtask/templates/`: a module and its guest test named
+/// [`TEMPLATE_NAME`] (`TemplateName` in type names), i.e. exactly what `new template_name`
+/// writes. The scaffold test builds what they render to, with clippy, against the kernel.
+const KBUILD: &str = include_str!("../templates/Kbuild");
+const MODULE_PLAIN: &str = include_str!("../templates/module.rs");
+const MODULE_CHARDEV: &str = include_str!("../templates/module_chardev.rs");
+const TEST_PLAIN: &str = include_str!("../templates/guest_test.rs");
+/// Appended to the guest test with `--chardev`.
+const TEST_CHARDEV_EXTRA: &str = include_str!("../templates/guest_test_chardev.rs");
 
-const MODULE_PLAIN: &str = r#"// SPDX-License-Identifier: GPL-2.0
-
-//! `@NAME@`: TODO: say what this module does (and which chapter section it realises).
-//!
-//! Loading logs `@NAME@: loaded`, unloading `@NAME@: unloaded`.
-//! Try it in the guest (`cargo xtask run`):
-//!
-//! ```text
-//! # modprobe @NAME@ && dmesg | tail -1
-//! @NAME@: loaded
-//! # rmmod @NAME@ && dmesg | tail -1
-//! @NAME@: unloaded
-//! ```
-//!
-//! Tests: the KUnit suite `@NAME@_tests` below runs in the kernel each time
-//! the module loads; the guest test `guest/tests/@NAME@.rs` loads and
-//! unloads it from user space. Run both with
-//! `cargo xtask test --filter @NAME@`.
-
-use kernel::prelude::*;
-
-module! {
-    type: @CAMEL@Module,
-    name: "@NAME@",
-    authors: ["Rust kernel modules workbench"],
-    description: "TODO: one line about @NAME@",
-    license: "GPL",
-}
-
-struct @CAMEL@Module;
-
-impl kernel::Module for @CAMEL@Module {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
-        pr_info!("loaded\n");
-        Ok(@CAMEL@Module)
-    }
-}
-
-impl Drop for @CAMEL@Module {
-    fn drop(&mut self) {
-        pr_info!("unloaded\n");
-    }
-}
-
-/// KUnit tests: each `#[test]` is a KUnit case, run in the kernel when the module loads;
-/// `cargo xtask test` shows them as `kunit::@NAME@_tests::CASE`. A test may return a
-/// `Result` and use `?`. Replace this example with tests of the module's own logic.
-#[kunit_tests(@NAME@_tests)]
-mod tests {
-    use kernel::prelude::*;
-
-    #[test]
-    fn kvec_push_and_read_back() -> Result {
-        let mut v = KVec::new();
-        v.push(7u32, GFP_KERNEL)?;
-        assert_eq!(v.len(), 1);
-        assert_eq!(v[0], 7);
-        Ok(())
-    }
-}
-"#;
-
-const MODULE_CHARDEV: &str = r#"// SPDX-License-Identifier: GPL-2.0
-
-//! `@NAME@`: TODO: say what this module does (and which chapter section it realises).
-//!
-//! A misc character device, `/dev/@NAME@`. Reading it returns
-//! `Hello from @NAME@!\n` and then end of file (the file offset is honoured,
-//! so `cat` ends). Loading logs `@NAME@: loaded`, unloading
-//! `@NAME@: unloaded`. Try it in the guest (`cargo xtask run`):
-//!
-//! ```text
-//! # modprobe @NAME@ && cat /dev/@NAME@
-//! Hello from @NAME@!
-//! # rmmod @NAME@ && dmesg | tail -1
-//! @NAME@: unloaded
-//! ```
-//!
-//! Tests: the KUnit suite `@NAME@_tests` below runs in the kernel each time
-//! the module loads; the guest test `guest/tests/@NAME@.rs` loads the module,
-//! reads the device and unloads it. Run both with
-//! `cargo xtask test --filter @NAME@`.
-
-use kernel::{
-    fs::{File, Kiocb},
-    iov::IovIterDest,
-    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
-    prelude::*,
-};
-
-module! {
-    type: @CAMEL@Module,
-    name: "@NAME@",
-    authors: ["Rust kernel modules workbench"],
-    description: "TODO: one line about @NAME@ (misc device /dev/@NAME@)",
-    license: "GPL",
-}
-
-/// What every read of the device returns (the whole "file").
-const MESSAGE: &[u8] = b"Hello from @NAME@!\n";
-
-#[pin_data(PinnedDrop)]
-struct @CAMEL@Module {
-    #[pin]
-    _miscdev: MiscDeviceRegistration<@CAMEL@Device>,
-}
-
-impl kernel::InPlaceModule for @CAMEL@Module {
-    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        pr_info!("loaded\n");
-        try_pin_init!(Self {
-            _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions {
-                name: c"@NAME@",
-            }),
-        })
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for @CAMEL@Module {
-    fn drop(self: Pin<&mut Self>) {
-        pr_info!("unloaded\n");
-    }
-}
-
-/// The per-open state: nothing yet.
-struct @CAMEL@Device;
-
-#[vtable]
-impl MiscDevice for @CAMEL@Device {
-    type Ptr = Pin<KBox<Self>>;
-
-    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
-        // `@CAMEL@Device` is zero-sized: this does not allocate.
-        Ok(KBox::pin(@CAMEL@Device, GFP_KERNEL)?)
-    }
-
-    fn read_iter(mut kiocb: Kiocb<'_, Self::Ptr>, iov: &mut IovIterDest<'_>) -> Result<usize> {
-        iov.simple_read_from_buffer(kiocb.ki_pos_mut(), MESSAGE)
-    }
-}
-
-/// KUnit tests: each `#[test]` is a KUnit case, run in the kernel when the module loads;
-/// `cargo xtask test` shows them as `kunit::@NAME@_tests::CASE`. A test may return a
-/// `Result` and use `?`. Replace this example with tests of the module's own logic.
-#[kunit_tests(@NAME@_tests)]
-mod tests {
-    use super::MESSAGE;
-
-    #[test]
-    fn message_is_one_line() {
-        assert_eq!(MESSAGE.iter().filter(|b| **b == b'\n').count(), 1);
-        assert_eq!(MESSAGE.last(), Some(&b'\n'));
-    }
-}
-"#;
-
-const TEST_PLAIN: &str = r#"//! The `@NAME@` module, from user space in the guest: load, init message, unload.
-
-use guest::kmod::{self, is_loaded};
-use guest::Kmsg;
-
-#[test]
-fn load_logs_and_unload_logs() {
-    kmod::ensure_unloaded("@NAME@");
-    let mut log = Kmsg::new();
-    kmod::load("@NAME@", "").expect("insmod @NAME@");
-    assert!(is_loaded("@NAME@"), "/proc/modules lists it while loaded");
-    kmod::unload("@NAME@").expect("rmmod @NAME@");
-    assert!(!is_loaded("@NAME@"), "/proc/modules does not list it after rmmod");
-    let lines: Vec<String> = log
-        .lines()
-        .into_iter()
-        .filter(|l| l.starts_with("@NAME@: "))
-        .collect();
-    assert_eq!(lines, ["@NAME@: loaded", "@NAME@: unloaded"]);
-}
-"#;
-
-const TEST_CHARDEV_EXTRA: &str = r#"
-#[test]
-fn device_reads_the_greeting() {
-    let _m = kmod::Loaded::new("@NAME@", "").expect("insmod @NAME@");
-    let text = std::fs::read_to_string("/dev/@NAME@").expect("open and read /dev/@NAME@");
-    assert_eq!(text, "Hello from @NAME@!\n");
-}
-"#;
+/// The module name the templates are written for.
+pub const TEMPLATE_NAME: &str = "template_name";
 
 fn fill(template: &str, name: &str) -> String {
     template
-        .replace("@NAME@", name)
-        .replace("@CAMEL@", &camel(name))
+        .replace(TEMPLATE_NAME, name)
+        .replace(&camel(TEMPLATE_NAME), &camel(name))
 }
 
 /// The files for `name`, as `(relative path, contents)`.
@@ -375,6 +198,7 @@ pub fn render(name: &str, chardev: bool) -> Vec<(PathBuf, String)> {
     );
     let mut test_text = fill(TEST_PLAIN, name);
     if chardev {
+        test_text.push('\n');
         test_text.push_str(&fill(TEST_CHARDEV_EXTRA, name));
     }
     vec![
@@ -526,6 +350,23 @@ mod tests {
         assert!(invalid_name(&"a".repeat(56))
             .unwrap()
             .contains("at most 55"));
+    }
+
+    #[test]
+    fn templates_are_the_module_template_name() {
+        let files = render(TEMPLATE_NAME, true);
+        assert_eq!(files[1].1, MODULE_CHARDEV);
+        assert_eq!(files[2].1, format!("{TEST_PLAIN}\n{TEST_CHARDEV_EXTRA}"));
+        for chardev in [false, true] {
+            for (path, text) in render("demo_mod", chardev) {
+                assert!(!text.contains(TEMPLATE_NAME), "{}: {text}", path.display());
+                assert!(!text.contains("TemplateName"), "{}: {text}", path.display());
+                assert!(text.contains("demo_mod"), "{}: {text}", path.display());
+            }
+        }
+        let module = &render("demo_mod", false)[1].1;
+        assert!(module.contains("struct DemoModModule;"), "{module}");
+        assert!(module.contains("#[kunit_tests(demo_mod_tests)]"), "{module}");
     }
 
     #[test]
