@@ -366,7 +366,10 @@ mod tests {
         }
         let module = &render("demo_mod", false)[1].1;
         assert!(module.contains("struct DemoModModule;"), "{module}");
-        assert!(module.contains("#[kunit_tests(demo_mod_tests)]"), "{module}");
+        assert!(
+            module.contains("#[kunit_tests(demo_mod_tests)]"),
+            "{module}"
+        );
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! The kernel source is Debian's `linux-source-7.3` package from the `trixie-backports`
 //! suite. The machine's own apt sources (bookworm) do not carry it, so it is fetched with a
 //! private sources list that reuses the mirror URI already configured on this machine; the
-//! system's apt state (`/etc/apt`, `/var/lib/apt/lists`) is left untouched.
+//! system's apt state (`/etc/apt`, `/var/lib/apt/lists`, `/var/cache/apt`) is left untouched.
+//! That fetch and unpack run beside the package installation and the bindgen build.
 
 use crate::toolchain::{self, llvm, Toolchain, BINDGEN_VERSION};
-use crate::util::{self, output, run};
+use crate::util::{self, output};
 use crate::{doctor, flags};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::mpsc::{self, Receiver};
+use std::time::Instant;
 
 pub const SOURCE_PACKAGE: &str = "linux-source-7.3";
 const SUITE: &str = "trixie-backports";
@@ -127,60 +130,163 @@ pub fn ensure_ready() -> Result<()> {
     Ok(())
 }
 
-/// Install missing packages, bindgen and the kernel source.
+/// One of setup's steps, which run side by side: its messages and its commands' output go
+/// to stderr line by line behind its name (`setup[apt] ...`), so that the interleaved lines
+/// stay readable.
+#[derive(Clone, Copy)]
+struct Step(&'static str);
+
+impl Step {
+    fn say(self, msg: impl std::fmt::Display) {
+        eprintln!("setup[{}] {msg}", self.0);
+    }
+
+    fn run(self, cmd: &mut Command) -> Result<()> {
+        util::run_prefixed(cmd, &format!("setup[{}]", self.0))
+    }
+}
+
+const APT: Step = Step("apt");
+const BINDGEN: Step = Step("bindgen");
+const SOURCE: Step = Step("kernel-src");
+
+/// Install missing packages, then bindgen (its build needs libclang from the packages),
+/// and meanwhile obtain the kernel source: fetching it uses apt-get with private lists and
+/// cache, which takes no system apt or dpkg lock. Only unpacking the Debian package needs a
+/// package (xz-utils); when that is missing, the unpack waits for the packages.
 fn setup(kernel_src_arg: Option<&Path>) -> Result<()> {
+    let start = Instant::now();
     let missing = missing_packages();
-    if !missing.is_empty() {
+    if !missing.is_empty() && !util::is_root() {
         let cmd = format!(
             "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {}",
             missing.join(" ")
         );
-        if !util::is_root() {
-            bail!("missing packages; run as root:\n  sudo sh -c '{cmd}'\nthen run `cargo xtask setup` again");
+        bail!("missing packages; run as root:\n  sudo sh -c '{cmd}'\nthen run `cargo xtask setup` again");
+    }
+    let (packages_done, packages_wait) = mpsc::channel::<bool>();
+    let wait_for_xz = missing.contains(&"xz-utils").then_some(packages_wait);
+    let (tools, source) = std::thread::scope(|s| {
+        let source = s.spawn(move || kernel_source(kernel_src_arg, wait_for_xz));
+        let packages = timed(APT, || install_packages(&missing));
+        let _ = packages_done.send(packages.is_ok());
+        let tools = packages.and_then(|()| timed(BINDGEN, install_bindgen));
+        let source = source
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the kernel source step panicked")));
+        (tools, source)
+    });
+    match (tools, source) {
+        (Ok(()), Ok(())) => {
+            eprintln!("setup: done in {:.1} s", start.elapsed().as_secs_f64());
+            Ok(())
         }
-        eprintln!(
-            "setup: installing {} packages: {}",
-            missing.len(),
-            missing.join(" ")
-        );
-        run(Command::new("apt-get").args(["update", "-q"]))?;
-        run(Command::new("apt-get")
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(tools), Err(source)) => bail!("{tools:#}\nand the kernel source: {source:#}"),
+    }
+}
+
+/// Run a step and say how long it took (when it did something).
+fn timed(step: Step, f: impl FnOnce() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    if f()? {
+        step.say(format_args!(
+            "done in {:.1} s",
+            start.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
+/// `apt-get install` the missing packages; returns whether it installed any.
+fn install_packages(missing: &[&str]) -> Result<bool> {
+    if missing.is_empty() {
+        APT.say(format_args!("all {} packages present", APT_PACKAGES.len()));
+        return Ok(false);
+    }
+    APT.say(format_args!(
+        "installing {} packages: {}",
+        missing.len(),
+        missing.join(" ")
+    ));
+    APT.run(Command::new("apt-get").args(["update", "-q"]))?;
+    APT.run(
+        Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing))?;
-    } else {
-        eprintln!("setup: all {} packages present", APT_PACKAGES.len());
-    }
+            .args(missing),
+    )?;
+    Ok(true)
+}
 
+/// `cargo install` the pinned bindgen-cli where `BINDGEN` points (`<root>/bin/bindgen`), unless
+/// it is there; returns whether it installed it.
+fn install_bindgen() -> Result<bool> {
     let tc = Toolchain::find();
     let have = output(Command::new(&tc.bindgen).arg("--version")).unwrap_or_default();
-    if !have.contains(BINDGEN_VERSION) {
-        eprintln!("setup: installing bindgen-cli {BINDGEN_VERSION} with cargo (about a minute)");
-        run(toolchain::cargo()
-            .args([
-                "install",
-                "bindgen-cli",
-                "--version",
-                BINDGEN_VERSION,
-                "--locked",
-            ])
-            .env("LIBCLANG_PATH", toolchain::LIBCLANG_DIR))
-        .context("installing bindgen-cli")?;
-    } else {
-        eprintln!("setup: {}", have.trim());
+    if have.contains(BINDGEN_VERSION) {
+        BINDGEN.say(have.trim());
+        return Ok(false);
     }
+    BINDGEN.say(format_args!(
+        "installing bindgen-cli {BINDGEN_VERSION} with cargo (about 1.5 minutes)"
+    ));
+    let mut c = toolchain::cargo();
+    c.args([
+        "install",
+        "bindgen-cli",
+        "--version",
+        BINDGEN_VERSION,
+        "--locked",
+    ])
+    .env("LIBCLANG_PATH", toolchain::LIBCLANG_DIR);
+    if let Some(root) = install_root(&tc.bindgen) {
+        c.arg("--root").arg(root);
+    }
+    BINDGEN.run(&mut c).context("installing bindgen-cli")?;
+    Ok(true)
+}
 
-    match kernel_src_arg {
-        Some(p) if p.is_dir() => use_tree(p)?,
-        Some(p) => unpack_tarball(p)?,
-        None if kernel_src().is_some() => {
-            eprintln!(
-                "setup: kernel source at {}",
-                kernel_src().unwrap().display()
-            );
-        }
-        None => download_source()?,
+/// `<root>` of `<root>/bin/bindgen`, for `cargo install --root`.
+fn install_root(bindgen: &Path) -> Option<&Path> {
+    let bin = bindgen.parent()?;
+    if bin.file_name()? != "bin" {
+        return None;
     }
+    bin.parent()
+}
+
+/// The kernel source: the tree or tarball given, else the one configured, else Debian's
+/// package. `wait_for_xz`, when set, says when the packages (xz-utils) are installed.
+fn kernel_source(arg: Option<&Path>, wait_for_xz: Option<Receiver<bool>>) -> Result<()> {
+    let start = Instant::now();
+    let xz = || -> Result<()> {
+        if let Some(rx) = wait_for_xz {
+            SOURCE.say("waiting for the packages (xz-utils) before unpacking");
+            if !rx.recv().unwrap_or(false) {
+                bail!("cannot unpack the kernel source without xz-utils (the packages failed)");
+            }
+        }
+        Ok(())
+    };
+    match arg {
+        Some(p) if p.is_dir() => return use_tree(p),
+        Some(p) => {
+            xz()?;
+            unpack_tarball(p)?;
+        }
+        None => match kernel_src() {
+            Some(src) => {
+                SOURCE.say(format_args!("kernel source at {}", src.display()));
+                return Ok(());
+            }
+            None => download_source(xz)?,
+        },
+    }
+    SOURCE.say(format_args!(
+        "done in {:.1} s",
+        start.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -198,7 +304,7 @@ fn use_tree(dir: &Path) -> Result<()> {
         util::cache_dir().join("kernel-src"),
         dir.display().to_string(),
     )?;
-    eprintln!("setup: using kernel source {}", dir.display());
+    SOURCE.say(format_args!("using kernel source {}", dir.display()));
     Ok(())
 }
 
@@ -209,16 +315,18 @@ fn unpack_tarball(path: &Path) -> Result<()> {
         .with_context(|| format!("{} does not exist", path.display()))?;
     let dest = util::cache_dir().join("src").join("user");
     std::fs::create_dir_all(&dest)?;
-    eprintln!(
-        "setup: unpacking {} into {}",
+    SOURCE.say(format_args!(
+        "unpacking {} into {}",
         path.display(),
         dest.display()
-    );
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(&dest)
-        .arg("-xf")
-        .arg(&path))?;
+    ));
+    SOURCE.run(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&dest)
+            .arg("-xf")
+            .arg(&path),
+    )?;
     let top = std::fs::read_dir(&dest)?
         .flatten()
         .map(|e| e.path())
@@ -266,10 +374,14 @@ pub fn mirror_from(texts: &[String]) -> Option<String> {
         .find(|u| u.trim_end_matches('/').ends_with("/debian"))
 }
 
-fn download_source() -> Result<()> {
+/// Fetch Debian's kernel source package with private apt lists and cache (the system's apt
+/// state is neither changed nor locked) and unpack it, after `before_unpack`.
+fn download_source(before_unpack: impl FnOnce() -> Result<()>) -> Result<()> {
     let work = util::cache_dir().join("src");
     let lists = work.join("apt-lists");
+    let cache = work.join("apt-cache");
     std::fs::create_dir_all(lists.join("partial"))?;
+    std::fs::create_dir_all(cache.join("archives/partial"))?;
     let uri = mirror_uri()?;
     let list = work.join("backports.list");
     std::fs::write(&list, format!("deb {uri} {SUITE} main\n"))?;
@@ -277,15 +389,20 @@ fn download_source() -> Result<()> {
         format!("-o=Dir::Etc::sourcelist={}", list.display()),
         "-o=Dir::Etc::sourceparts=-".to_string(),
         format!("-o=Dir::State::Lists={}", lists.display()),
+        format!("-o=Dir::Cache={}", cache.display()),
         "-o=APT::Sandbox::User=root".to_string(),
         "-q".to_string(),
     ];
-    eprintln!("setup: fetching {SOURCE_PACKAGE} from {SUITE} (private apt lists, ~170 MB)");
-    run(Command::new("apt-get").args(&opts).arg("update"))?;
-    run(Command::new("apt-get")
-        .args(&opts)
-        .args(["download", SOURCE_PACKAGE])
-        .current_dir(&work))?;
+    SOURCE.say(format_args!(
+        "fetching {SOURCE_PACKAGE} from {SUITE} (private apt lists, ~170 MB)"
+    ));
+    SOURCE.run(Command::new("apt-get").args(&opts).arg("update"))?;
+    SOURCE.run(
+        Command::new("apt-get")
+            .args(&opts)
+            .args(["download", SOURCE_PACKAGE])
+            .current_dir(&work),
+    )?;
     let deb = std::fs::read_dir(&work)?
         .flatten()
         .map(|e| e.path())
@@ -293,14 +410,15 @@ fn download_source() -> Result<()> {
             let n = p.file_name().unwrap().to_string_lossy();
             n.starts_with(SOURCE_PACKAGE) && n.ends_with(".deb")
         })
-        .ok_or_else(|| anyhow::anyhow!("apt-get download left no .deb in {}", work.display()))?;
-    eprintln!("setup: unpacking {} (about 30 s)", deb.display());
+        .ok_or_else(|| anyhow!("apt-get download left no .deb in {}", work.display()))?;
+    before_unpack()?;
+    SOURCE.say(format_args!("unpacking {} (about 30 s)", deb.display()));
     let script = format!(
         "dpkg-deb --fsys-tarfile '{}' | tar -xO --wildcards './usr/src/{SOURCE_PACKAGE}.tar.*' | tar -xJ -C '{}'",
         deb.display(),
         work.display()
     );
-    run(Command::new("sh").arg("-c").arg(script))?;
+    SOURCE.run(Command::new("sh").arg("-c").arg(script))?;
     if !default_src_dir().join("Makefile").exists() {
         bail!(
             "unpacked, but {} has no Makefile",
@@ -308,13 +426,25 @@ fn download_source() -> Result<()> {
         );
     }
     std::fs::remove_file(&deb).ok();
-    eprintln!("setup: kernel source at {}", default_src_dir().display());
+    SOURCE.say(format_args!(
+        "kernel source at {}",
+        default_src_dir().display()
+    ));
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bindgen_installs_where_bindgen_points() {
+        assert_eq!(
+            install_root(Path::new("/root/.cargo/bin/bindgen")),
+            Some(Path::new("/root/.cargo"))
+        );
+        assert_eq!(install_root(Path::new("/opt/bindgen")), None);
+    }
 
     #[test]
     fn mirror_from_deb822_skips_security() {

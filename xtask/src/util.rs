@@ -2,9 +2,10 @@
 
 use anyhow::{bail, Context, Result};
 use std::fs::File;
-use std::io::IsTerminal;
+use std::io::{BufRead, BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Instant;
 
 /// Name used for the cache directory.
@@ -104,35 +105,55 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Run a command, sending all its output to `log`, and showing a live one-line status
-/// (`what`, elapsed time, last line) on a terminal or a line every 15 s elsewhere.
-/// On failure the log's tail and its path are printed.
-pub fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
-    use std::io::{BufRead, BufReader, Write};
-    let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let mut logw = std::io::BufWriter::new(file);
-    writeln!(logw, "$ {}", show(cmd))?;
+/// Start a command with stdin from `/dev/null`; its stdout and stderr lines arrive, merged,
+/// on the receiver, which ends when both are closed.
+fn spawn_merged(cmd: &mut Command) -> Result<(Child, Receiver<String>)> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start `{}`", show(cmd)))?;
-    // Merge stderr into the same channel through a thread.
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let out = child.stdout.take().unwrap();
-    let err = child.stderr.take().unwrap();
-    let tx2 = tx.clone();
-    let t1 = std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(|l| l.ok()) {
-            let _ = tx.send(l);
-        }
-    });
-    let t2 = std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(|l| l.ok()) {
-            let _ = tx2.send(l);
-        }
-    });
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    fn forward(r: impl Read + Send + 'static, tx: Sender<String>) {
+        std::thread::spawn(move || {
+            for l in BufReader::new(r).lines().map_while(|l| l.ok()) {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    forward(out, tx.clone());
+    forward(err, tx);
+    Ok((child, rx))
+}
+
+/// Run a command, showing each line of its output (stdout and stderr) on stderr behind
+/// `prefix`; fail with the command line on error. For steps that run side by side.
+pub fn run_prefixed(cmd: &mut Command, prefix: &str) -> Result<()> {
+    let (mut child, rx) = spawn_merged(cmd)?;
+    for line in rx {
+        // Progress redrawn with `\r`: its last state.
+        let shown = line.rsplit('\r').next().unwrap_or("");
+        eprintln!("{prefix} {shown}");
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", show(cmd));
+    }
+    Ok(())
+}
+
+/// Run a command, sending all its output to `log`, and showing a live one-line status
+/// (`what`, elapsed time, last line) on a terminal or a line every 15 s elsewhere.
+/// On failure the log's tail and its path are printed.
+pub fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
+    use std::io::Write;
+    let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let mut logw = std::io::BufWriter::new(file);
+    writeln!(logw, "$ {}", show(cmd))?;
+    let (mut child, rx) = spawn_merged(cmd)?;
     let tty = std::io::stderr().is_terminal();
     let start = Instant::now();
     let mut last_report = Instant::now();
@@ -159,8 +180,6 @@ pub fn run_logged(cmd: &mut Command, log: &Path, what: &str) -> Result<()> {
             );
         }
     }
-    t1.join().ok();
-    t2.join().ok();
     let status = child.wait()?;
     logw.flush()?;
     if tty {
