@@ -167,19 +167,14 @@ fn kernel_source(ksrc: Option<&Path>) -> Check {
 fn rustavailable(tc: &Toolchain, ksrc: &Path) -> Result<String> {
     let scratch = util::cache_dir().join("rustavailable");
     std::fs::create_dir_all(&scratch)?;
-    let out = tc
-        .kmake()
-        .arg("-C")
-        .arg(ksrc)
-        .arg(format!("O={}", scratch.display()))
-        .arg("rustavailable")
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
+    let (ok, text) = util::capture(
+        tc.kmake()
+            .arg("-C")
+            .arg(ksrc)
+            .arg(format!("O={}", scratch.display()))
+            .arg("rustavailable"),
+    )?;
+    if !ok {
         bail!("make rustavailable failed:\n{text}");
     }
     Ok(text)

@@ -428,10 +428,21 @@ pub fn install(kdir: Option<&Path>, on_host: bool) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn temp_dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("xtask-host-{tag}-{}", std::process::id()));
+    /// A scratch directory that looks like a kernel build tree of `release` (a `Makefile`
+    /// and `include/config/kernel.release`), with these other files.
+    fn fake_tree(tag: &str, release: &str, files: &[(&str, &str)]) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("xtask-kdir-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
+        let release_file = format!("{release}\n");
+        let tree = [
+            ("Makefile", "# fake\n"),
+            ("include/config/kernel.release", release_file.as_str()),
+        ];
+        for (path, text) in tree.iter().chain(files) {
+            let p = d.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
         d
     }
 
@@ -455,15 +466,11 @@ mod tests {
 
     #[test]
     fn tree_without_rust_is_reported() {
-        let d = temp_dir("norust");
-        std::fs::write(d.join("Makefile"), "# fake\n").unwrap();
-        std::fs::create_dir_all(d.join("include/config")).unwrap();
-        std::fs::write(d.join("include/config/kernel.release"), "6.1.0-fake\n").unwrap();
-        std::fs::write(
-            d.join(".config"),
-            "CONFIG_MODULES=y\n# CONFIG_RUST is not set\n",
-        )
-        .unwrap();
+        let d = fake_tree(
+            "norust",
+            "6.1.0-fake",
+            &[(".config", "CONFIG_MODULES=y\n# CONFIG_RUST is not set\n")],
+        );
         let c = checks(&d, &Toolchain::find());
         let rust = c.iter().find(|c| c.what == "CONFIG_RUST=y").unwrap();
         assert!(!rust.ok);
@@ -500,10 +507,7 @@ mod tests {
         let e = install(None, false).unwrap_err().to_string();
         assert!(e.contains("Pass --on-host"), "{e}");
         let running = running_release().unwrap();
-        let d = temp_dir("mismatch");
-        std::fs::write(d.join("Makefile"), "# fake\n").unwrap();
-        std::fs::create_dir_all(d.join("include/config")).unwrap();
-        std::fs::write(d.join("include/config/kernel.release"), "0.0.1-other\n").unwrap();
+        let d = fake_tree("mismatch", "0.0.1-other", &[]);
         let e = install(Some(&d), true).unwrap_err().to_string();
         assert!(e.contains("refusing to load"), "{e}");
         assert!(e.contains(&format!("this machine runs {running}")), "{e}");
@@ -523,18 +527,15 @@ mod tests {
 
     #[test]
     fn headers_without_rust_metadata_are_reported() {
-        let d = temp_dir("nometa");
-        std::fs::write(d.join("Makefile"), "# fake\n").unwrap();
-        std::fs::create_dir_all(d.join("include/config")).unwrap();
-        std::fs::create_dir_all(d.join("rust")).unwrap();
-        std::fs::write(d.join("include/config/kernel.release"), "7.3.4\n").unwrap();
-        std::fs::write(d.join("include/config/auto.conf"), "CONFIG_RUST=y\n").unwrap();
-        std::fs::write(d.join("rust/libcore.rmeta"), "").unwrap();
-        std::fs::write(
-            d.join("Module.symvers"),
-            "0x1\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n",
-        )
-        .unwrap();
+        let d = fake_tree(
+            "nometa",
+            "7.3.4",
+            &[
+                ("include/config/auto.conf", "CONFIG_RUST=y\n"),
+                ("rust/libcore.rmeta", ""),
+                ("Module.symvers", "0x1\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n"),
+            ],
+        );
         let c = checks(&d, &Toolchain::find());
         let meta = c
             .iter()

@@ -21,7 +21,7 @@ use crate::toolchain::{self, Toolchain, CLIPPY_DRIVER, RUSTFMT};
 use crate::util;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// What one step found.
 pub enum StepResult {
@@ -54,20 +54,6 @@ pub fn files_with(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     }
     v.sort();
     v
-}
-
-/// Run a command and return (success, stdout + stderr).
-fn capture(c: &mut Command) -> Result<(bool, String)> {
-    let out = c
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start `{}`", util::show(c)))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
 }
 
 /// `rustfmt --check` output -> `file:line` of each diff.
@@ -108,6 +94,16 @@ pub fn diagnostics(out: &str) -> Vec<String> {
     v
 }
 
+/// The finding of a step that needs `what` from the kernel source when there is none.
+fn no_kernel_source(what: &str) -> StepResult {
+    StepResult::Findings(
+        vec![format!(
+            "no kernel source for {what}: run `cargo xtask setup`"
+        )],
+        String::new(),
+    )
+}
+
 /// Step 1: the modules' Rust files with the kernel's rustfmt settings.
 fn rustfmt_modules(root: &Path) -> Result<StepResult> {
     let files = files_with(&root.join("modules"), &["rs"]);
@@ -115,12 +111,9 @@ fn rustfmt_modules(root: &Path) -> Result<StepResult> {
         return Ok(StepResult::Skipped("no .rs files under modules/".into()));
     }
     let Some(ksrc) = setup::kernel_src() else {
-        return Ok(StepResult::Findings(
-            vec!["no kernel source for its .rustfmt.toml: run `cargo xtask setup`".into()],
-            String::new(),
-        ));
+        return Ok(no_kernel_source("its .rustfmt.toml"));
     };
-    let (ok, out) = capture(
+    let (ok, out) = util::capture(
         Command::new(RUSTFMT)
             .args(["--check", "--edition", "2021", "--config-path"])
             .arg(ksrc.join(".rustfmt.toml"))
@@ -161,7 +154,7 @@ fn clippy_modules(root: &Path) -> Result<StepResult> {
             "KRUSTFLAGS=-Dwarnings",
             "modules",
         ]);
-    let (ok, out) = capture(&mut c)?;
+    let (ok, out) = util::capture(&mut c)?;
     let checked = out.lines().filter(|l| l.contains("CLIPPY")).count();
     let diags = diagnostics(&out);
     if ok && diags.is_empty() {
@@ -184,7 +177,7 @@ fn cargo() -> Command {
 
 /// Step 3: `cargo fmt --all --check`.
 fn cargo_fmt() -> Result<StepResult> {
-    let (ok, out) = capture(cargo().args(["fmt", "--all", "--check"]))?;
+    let (ok, out) = util::capture(cargo().args(["fmt", "--all", "--check"]))?;
     if ok {
         return Ok(StepResult::Ok("workspace formatted".into()));
     }
@@ -197,7 +190,7 @@ fn cargo_fmt() -> Result<StepResult> {
 
 /// Step 4: `cargo clippy --workspace --all-targets -- -D warnings`.
 fn cargo_clippy() -> Result<StepResult> {
-    let (ok, out) = capture(cargo().args([
+    let (ok, out) = util::capture(cargo().args([
         "clippy",
         "--workspace",
         "--all-targets",
@@ -229,16 +222,13 @@ fn checkpatch(root: &Path) -> Result<StepResult> {
         return Ok(StepResult::Skipped("no C files under modules-c/".into()));
     }
     let Some(ksrc) = setup::kernel_src() else {
-        return Ok(StepResult::Findings(
-            vec!["no kernel source for scripts/checkpatch.pl: run `cargo xtask setup`".into()],
-            String::new(),
-        ));
+        return Ok(no_kernel_source("scripts/checkpatch.pl"));
     };
     let script = ksrc.join("scripts/checkpatch.pl");
     let mut findings = Vec::new();
     let mut all = String::new();
     for f in &files {
-        let (ok, out) = capture(
+        let (ok, out) = util::capture(
             Command::new("perl")
                 .arg(&script)
                 .args(["--no-tree", "--no-summary", "--terse", "-f"])

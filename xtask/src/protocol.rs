@@ -474,19 +474,24 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let channel = dir.join("results");
         let job_file = dir.join("job");
+        let run = |job: &Job| {
+            std::fs::write(&job_file, job.finish()).unwrap();
+            let _ = std::fs::remove_file(&channel);
+            let status = Command::new("sh")
+                .arg(&job_file)
+                .env("XTASK_RESULTS", &channel)
+                .status()
+                .unwrap();
+            let text = std::fs::read_to_string(&channel).unwrap_or_default();
+            (status.code(), Results::new(text))
+        };
         let mut job = Job::new(Machine::default());
         job.report_cpus()
             .run_marked("hello", &["echo", "it's"])
             .run_marked("env", &["sh", "-c", "echo smp=$RKM_SMP; exit 3"])
             .command(&["true".to_string()]);
-        std::fs::write(&job_file, job.finish()).unwrap();
-        let status = Command::new("sh")
-            .arg(&job_file)
-            .env("XTASK_RESULTS", &channel)
-            .status()
-            .unwrap();
-        let r = Results::new(std::fs::read_to_string(&channel).unwrap());
-        assert_eq!(status.code(), Some(0), "the last command's status: {r:?}");
+        let (status, r) = run(&job);
+        assert_eq!(status, Some(0), "the last command's status: {r:?}");
         let hello = r.program("hello").unwrap();
         assert_eq!((hello.output.as_str(), hello.status), ("it's\n", 0));
         let env = r.program("env").unwrap();
@@ -496,13 +501,7 @@ mod tests {
         // A failed marked program makes the job fail.
         let mut job = Job::new(Machine::default());
         job.run_marked("false", &["false"]);
-        std::fs::write(&job_file, job.finish()).unwrap();
-        let status = Command::new("sh")
-            .arg(&job_file)
-            .env("XTASK_RESULTS", &channel)
-            .status()
-            .unwrap();
-        assert_eq!(status.code(), Some(1));
+        assert_eq!(run(&job).0, Some(1));
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -416,47 +416,37 @@ mod tests {
             assert!(src.contains(&format!("#[kunit_tests({name}_tests)]")));
             assert_eq!(src.contains("MiscDeviceRegistration"), chardev);
             // The kernel's rustfmt settings for the module, the workspace's for the test.
-            let fmt = Command::new(crate::toolchain::RUSTFMT)
-                .args(["--check", "--edition", "2021", "--config-path"])
-                .arg(ksrc.join(".rustfmt.toml"))
-                .arg(&files[1])
-                .output()
-                .unwrap();
-            assert!(
-                fmt.status.success(),
-                "{}",
-                String::from_utf8_lossy(&fmt.stdout)
-            );
-            let fmt = Command::new("rustfmt")
-                .args(["--check", "--edition", "2021"])
-                .arg(&files[2])
-                .output()
-                .unwrap();
-            assert!(
-                fmt.status.success(),
-                "{}",
-                String::from_utf8_lossy(&fmt.stdout)
-            );
+            let (ok, diff) = util::capture(
+                Command::new(crate::toolchain::RUSTFMT)
+                    .args(["--check", "--edition", "2021", "--config-path"])
+                    .arg(ksrc.join(".rustfmt.toml"))
+                    .arg(&files[1]),
+            )
+            .unwrap();
+            assert!(ok, "{diff}");
+            let (ok, diff) = util::capture(
+                Command::new("rustfmt")
+                    .args(["--check", "--edition", "2021"])
+                    .arg(&files[2]),
+            )
+            .unwrap();
+            assert!(ok, "{diff}");
             // Kbuild against the cached kernel, with clippy and warnings as errors.
             let mo = root.join("mo").join(name);
             std::fs::create_dir_all(&mo).unwrap();
-            let out = Toolchain::find()
-                .kmake()
-                .arg("-C")
-                .arg(&k.build)
-                .arg(format!("M={}", root.join("modules").join(name).display()))
-                .arg(format!("MO={}", mo.display()))
-                .args(["CLIPPY=1", "KRUSTFLAGS=-Dwarnings"])
-                .arg(format!("CLIPPY_DRIVER={}", crate::toolchain::CLIPPY_DRIVER))
-                .arg("modules")
-                .output()
-                .unwrap();
-            let log = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(out.status.success(), "{name} does not build:\n{log}");
+            let (ok, log) = util::capture(
+                Toolchain::find()
+                    .kmake()
+                    .arg("-C")
+                    .arg(&k.build)
+                    .arg(format!("M={}", root.join("modules").join(name).display()))
+                    .arg(format!("MO={}", mo.display()))
+                    .args(["CLIPPY=1", "KRUSTFLAGS=-Dwarnings"])
+                    .arg(format!("CLIPPY_DRIVER={}", crate::toolchain::CLIPPY_DRIVER))
+                    .arg("modules"),
+            )
+            .unwrap();
+            assert!(ok, "{name} does not build:\n{log}");
             assert!(!log.contains("warning"), "{name} has warnings:\n{log}");
             assert!(mo.join(format!("{name}.ko")).exists(), "{log}");
         }
@@ -501,21 +491,15 @@ mod tests {
         }
         std::fs::create_dir_all(&root).unwrap();
         skeleton(&root);
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let xtask = |args: &[&str]| {
-            let out = Command::new(&cargo)
-                .current_dir(&root)
-                .arg("xtask")
-                .args(args)
-                .env_remove("CARGO_TARGET_DIR")
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (out.status.success(), text)
+            util::capture(
+                crate::toolchain::cargo()
+                    .current_dir(&root)
+                    .arg("xtask")
+                    .args(args)
+                    .env_remove("CARGO_TARGET_DIR"),
+            )
+            .unwrap()
         };
         let (ok, text) = xtask(&["new", "e2e_demo", "--chardev"]);
         assert!(ok, "{text}");

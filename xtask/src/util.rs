@@ -105,6 +105,21 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Run a command with stdin from `/dev/null`; returns whether it succeeded and its stdout
+/// followed by its stderr.
+pub fn capture(cmd: &mut Command) -> Result<(bool, String)> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start `{}`", show(cmd)))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
 /// Start a command with stdin from `/dev/null`; its stdout and stderr lines arrive, merged,
 /// on the receiver, which ends when both are closed.
 fn spawn_merged(cmd: &mut Command) -> Result<(Child, Receiver<String>)> {
