@@ -21,6 +21,9 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::process::Command;
 
+/// The test build's `rfifo.ko` in the guest's `/bin` (`fifobench` looks for it there).
+const KUNIT_KO: &str = "rfifo-kunit.ko";
+
 /// Rounds in the deterministic mode: its rounds agree to the instruction, three show that.
 const ICOUNT_ROUNDS: u32 = 3;
 /// The deterministic mode moves 1/ICOUNT_SCALE of the data (its per-byte cost is exact).
@@ -35,8 +38,26 @@ impl flags::Bench {
 
 fn bench(profile: Profile, rounds: u32, clock: Option<Clock>, smp: u32) -> Result<()> {
     let k = kernel::ensure(profile, false)?;
-    let modules = build::build_modules(&k, None)?;
-    let (tests, bins) = build::build_guest(true)?;
+    // The test build, whose rfifo carries its KUnit suite (cfifo has none), and the modules as
+    // shipped: `RKM_NO_KUNIT=1` (rfifo's Kbuild) leaves the suite out. The benchmark runs the
+    // shipped build; the test build's rfifo is measured too (size, load time), labelled.
+    let tested = build::build_modules(&k, None)?;
+    let shipped_out = util::target_dir()
+        .join("kmod")
+        .join(format!("{}-shipped", k.profile.name()));
+    let vars = crate::toolchain::Toolchain::find().make_vars();
+    let modules = build::build_modules_in(&k.build, &shipped_out, &vars, &["RKM_NO_KUNIT=1"])?;
+    let rfifo_kunit: Vec<_> = tested
+        .into_iter()
+        .filter(|p| build::module_name(p) == "rfifo")
+        .collect();
+    let (tests, mut bins) = build::build_guest(true)?;
+    // `fifobench` times its load cycles as `rfifo_kunit`.
+    bins.extend(
+        rfifo_kunit
+            .iter()
+            .map(|p| (KUNIT_KO.to_string(), p.clone())),
+    );
     let art = Artifacts {
         modules,
         tests,
@@ -60,7 +81,7 @@ fn bench(profile: Profile, rounds: u32, clock: Option<Clock>, smp: u32) -> Resul
         };
         let mut v = run_one(&k, &art, Machine { smp, clock }, r, scale)?;
         v["conditions"]["profile"] = profile.name().into();
-        v["ko_sizes"] = ko_sizes(&art)?;
+        v["ko_sizes"] = ko_sizes(&art, &rfifo_kunit)?;
         text.push_str(&table(&v));
         text.push('\n');
         all.insert(format!("{clock:?}").to_lowercase(), v);
@@ -115,11 +136,18 @@ fn run_one(
     Ok(v)
 }
 
-fn ko_sizes(art: &Artifacts) -> Result<Value> {
+/// Sizes of the shipped rfifo, cfifo and minimal, and of the test build's rfifo as
+/// `rfifo_kunit`.
+fn ko_sizes(art: &Artifacts, rfifo_kunit: &[std::path::PathBuf]) -> Result<Value> {
     let mut sizes = serde_json::Map::new();
-    for p in &art.modules {
-        let name = build::module_name(p);
-        if ["rfifo", "cfifo", "minimal"].contains(&name.as_str()) {
+    let kunit = rfifo_kunit.iter().map(|p| ("rfifo_kunit".to_string(), p));
+    for (name, p) in art
+        .modules
+        .iter()
+        .map(|p| (build::module_name(p), p))
+        .chain(kunit)
+    {
+        if ["rfifo", "cfifo", "minimal", "rfifo_kunit"].contains(&name.as_str()) {
             let file = std::fs::metadata(p)?.len();
             let text = util::output(Command::new(llvm_tool("llvm-size")).arg(p))
                 .with_context(|| format!("cannot measure {}", p.display()))?;
@@ -228,6 +256,14 @@ pub fn table(v: &Value) -> String {
         spread(&l["minimal"]),
         med(&l["rfifo"]) / med(&l["cfifo"])
     ));
+    if l.get("rfifo_kunit").is_some() {
+        s.push_str(&format!(
+            "  rfifo with its KUnit suite (the test build; the suite runs at every load) {:.3} {}; Rust/C time {:.3}\n",
+            med(&l["rfifo_kunit"]),
+            spread(&l["rfifo_kunit"]),
+            med(&l["rfifo_kunit"]) / med(&l["cfifo"])
+        ));
+    }
     if let Some(sz) = v["ko_sizes"].as_object() {
         let mut names: Vec<&String> = sz.keys().collect();
         names.sort();
@@ -240,11 +276,17 @@ pub fn table(v: &Value) -> String {
                 )
             })
             .collect();
-        let ratio = sz["rfifo"]["text_data_bss"].as_f64().unwrap_or(f64::NAN)
-            / sz["cfifo"]["text_data_bss"].as_f64().unwrap_or(f64::NAN);
+        let ratio = |r: &str| {
+            sz.get(r)
+                .and_then(|v| v["text_data_bss"].as_f64())
+                .unwrap_or(f64::NAN)
+                / sz["cfifo"]["text_data_bss"].as_f64().unwrap_or(f64::NAN)
+        };
         s.push_str(&format!(
-            ".ko sizes: {}; rfifo/cfifo text+data+bss {ratio:.2}\n",
-            parts.join(", ")
+            ".ko sizes (rfifo as shipped, rfifo_kunit = the test build with its KUnit suite): {}; rfifo/cfifo text+data+bss {:.2} (with KUnit suite {:.2})\n",
+            parts.join(", "),
+            ratio("rfifo"),
+            ratio("rfifo_kunit")
         ));
     }
     s
@@ -260,7 +302,8 @@ mod tests {
             r#"{"throughput_mbs":{"split":{"64":{"rfifo":{"median":100,"min":90,"max":110},
                 "cfifo":{"median":50,"min":40,"max":60},"fifo":{"median":200,"min":1,"max":2}}}},
                 "pingpong_us":{"split":{"rfifo":{"median":10},"cfifo":{"median":20},"fifo":{"median":5}}},
-                "load_unload_ms":{"rfifo":{"median":1},"cfifo":{"median":1},"minimal":{"median":1}},
+                "load_unload_ms":{"rfifo":{"median":1},"cfifo":{"median":1},"minimal":{"median":1},
+                    "rfifo_kunit":{"median":3}},
                 "rounds":5,"conditions":{"clock":"icount","accel":"tcg","vcpus":2,"kernel":"7.3.4"}}"#,
         )
         .unwrap();
@@ -273,5 +316,9 @@ mod tests {
         );
         assert!(t.contains("Rust/C speed 2.000"), "{t}");
         assert!(t.contains("executed instructions"), "{t}");
+        assert!(
+            t.contains("KUnit suite (the test build; the suite runs at every load) 3.000"),
+            "{t}"
+        );
     }
 }

@@ -184,10 +184,12 @@ fn pingpong(a: &str, b: &str, rounds: usize, place: Placement) -> f64 {
     us
 }
 
-/// Average insmod+rmmod time of `module` in milliseconds over `n` cycles.
-fn load_cycle_ms(module: &str, n: usize) -> f64 {
-    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let path = format!("/lib/modules/{}/extra/{module}.ko", rel.trim());
+/// The test build of rfifo, with its KUnit suite (`cargo xtask bench` installs it here; the
+/// modules under `/lib/modules` are the builds as shipped).
+const RFIFO_KUNIT_KO: &str = "/bin/rfifo-kunit.ko";
+
+/// Average insmod+rmmod time of `module` (from `path`) in milliseconds over `n` cycles.
+fn load_cycle_ms(module: &str, path: &str, n: usize) -> f64 {
     let name = CString::new(module).unwrap();
     let empty = CString::new("").unwrap();
     let start = Instant::now();
@@ -282,15 +284,24 @@ fn main() {
         // SAFETY: valid string.
         unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };
     }
-    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); mods.len()];
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    // (JSON key, module name, file)
+    let mut cycles: Vec<(&str, &str, String)> = mods
+        .iter()
+        .map(|m| (*m, *m, format!("/lib/modules/{}/extra/{m}.ko", rel.trim())))
+        .collect();
+    if std::path::Path::new(RFIFO_KUNIT_KO).exists() {
+        cycles.push(("rfifo_kunit", "rfifo", RFIFO_KUNIT_KO.to_string()));
+    }
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); cycles.len()];
     for _ in 0..rounds {
-        for (i, m) in mods.iter().enumerate() {
-            runs[i].push(load_cycle_ms(m, 20));
+        for (i, (_, m, path)) in cycles.iter().enumerate() {
+            runs[i].push(load_cycle_ms(m, path, 20));
         }
     }
-    for (i, m) in mods.iter().enumerate() {
+    for (i, (key, _, _)) in cycles.iter().enumerate() {
         let sep = if i > 0 { "," } else { "" };
-        out.push_str(&format!("{sep}\"{m}\":{}", json_stats(&mut runs[i])));
+        out.push_str(&format!("{sep}\"{key}\":{}", json_stats(&mut runs[i])));
     }
     out.push_str(&format!(
         "}},\"rounds\":{rounds},\"scale\":{scale},\"online_cpus\":{}}}",
