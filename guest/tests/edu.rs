@@ -79,7 +79,9 @@ fn sysfs_write(path: &str, value: &str) -> Result<(), Errno> {
         .write(true)
         .open(path)
         .map_err(Errno::from)?;
-    f.write_at(value.as_bytes(), 0).map(drop).map_err(Errno::from)
+    f.write_at(value.as_bytes(), 0)
+        .map(drop)
+        .map_err(Errno::from)
 }
 
 /// The driver a device is bound to (`None`: unbound).
@@ -308,7 +310,10 @@ fn catch_sigusr1(restart: bool) {
 
 fn signal_thread<T>(h: &std::thread::JoinHandle<T>) {
     // SAFETY: the thread is alive (joined later), SIGUSR1 has a handler.
-    assert_eq!(unsafe { libc::pthread_kill(h.as_pthread_t(), libc::SIGUSR1) }, 0);
+    assert_eq!(
+        unsafe { libc::pthread_kill(h.as_pthread_t(), libc::SIGUSR1) },
+        0
+    );
 }
 
 /// Is device `i`'s factorial unit computing (debugfs `regs`, status bit 0)?
@@ -331,7 +336,11 @@ fn probe_binds_every_edu_device(drv: Driver) {
         // The buffer must be reachable with the device's 28-bit DMA addresses.
         let addr = p.text.rsplit("0x").next().unwrap();
         let addr = u64::from_str_radix(addr.trim(), 16).unwrap();
-        assert!(addr + 4096 <= 1 << 28, "DMA buffer above 256 MiB: {}", p.text);
+        assert!(
+            addr + 4096 <= 1 << 28,
+            "DMA buffer above 256 MiB: {}",
+            p.text
+        );
         let rd = |f: &str| {
             std::fs::read_to_string(format!("/sys/bus/pci/devices/{bdf}/{f}"))
                 .unwrap()
@@ -349,7 +358,11 @@ fn probe_binds_every_edu_device(drv: Driver) {
         assert!(meta.file_type().is_char_device(), "{}", b.node(i));
         let regs = b.debugfs(i, "regs");
         assert_eq!(hex(&field(&regs, "id")), 0x0100_00ed, "{regs}");
-        assert_eq!(hex(&field(&regs, "status")) & 0x80, 0x80, "IRQFACT on: {regs}");
+        assert_eq!(
+            hex(&field(&regs, "status")) & 0x80,
+            0x80,
+            "IRQFACT on: {regs}"
+        );
         let st = b.debugfs(i, "stats");
         assert_eq!(field(&st, "irq"), "MSI", "{st}");
     }
@@ -403,8 +416,16 @@ fn liveness_many_values(drv: Driver) {
     for i in 0..2 {
         let f = b.open(i);
         let fd = f.as_raw_fd();
-        for v in edges.into_iter().chain((0..2000).map(|_| rng.next() as u32)) {
-            assert_eq!(errno(uapi::liveness(fd, v)), Ok(!v), "{}: {v:#x}", b.node(i));
+        for v in edges
+            .into_iter()
+            .chain((0..2000).map(|_| rng.next() as u32))
+        {
+            assert_eq!(
+                errno(uapi::liveness(fd, v)),
+                Ok(!v),
+                "{}: {v:#x}",
+                b.node(i)
+            );
         }
     }
 }
@@ -427,7 +448,10 @@ fn factorials_match_wrapping_products(drv: Driver) {
     }
     // Also through the second device, and with an explicit timeout.
     let g = b.open(1);
-    assert_eq!(errno(uapi::factorial(g.as_raw_fd(), 13, 5000)), Ok(1_932_053_504));
+    assert_eq!(
+        errno(uapi::factorial(g.as_raw_fd(), 13, 5000)),
+        Ok(1_932_053_504)
+    );
     let s1 = stats(&f);
     assert_eq!(s1.factorials - s0.factorials, ns.len() as u64);
     assert_eq!(s1.interrupts - s0.interrupts, ns.len() as u64);
@@ -635,7 +659,11 @@ fn slow_factorial_interrupted_by_a_signal(drv: Driver) {
     assert!(computing(&b, 0), "SLOW_N should still be running");
     assert_eq!(factorial(fd, 10), Ok(3_628_800));
     let s1 = stats(&f);
-    assert_eq!(s1.factorials - s0.factorials, 2, "SLOW_N and 10 both finished");
+    assert_eq!(
+        s1.factorials - s0.factorials,
+        2,
+        "SLOW_N and 10 both finished"
+    );
     assert_eq!(field(&b.debugfs(0, "regs"), "factorial"), "0x00375f00");
 }
 
@@ -688,7 +716,10 @@ fn signals_while_waiting_for_the_engine(drv: Driver) {
     let r = h.join().unwrap();
     assert!(r == Err(EINTR) || r == Ok(2048), "{r:?}");
     let back = pread(&f, 2048, 1024).unwrap();
-    assert!(back == old || back == new, "mixed contents after an interrupted write");
+    assert!(
+        back == old || back == new,
+        "mixed contents after an interrupted write"
+    );
     // A read interrupted while its transfer runs: EINTR; the next read is right.
     let h = std::thread::spawn({
         let f = b.open(0);
@@ -719,8 +750,15 @@ fn sa_restart_restarts_transparently(drv: Driver) {
             signal_thread(&h);
         }
     }
-    assert_eq!(h.join().unwrap(), Ok(data), "restarted read returns the right bytes");
-    assert!(SIGNALS.load(Ordering::SeqCst) >= 1, "no signal was delivered");
+    assert_eq!(
+        h.join().unwrap(),
+        Ok(data),
+        "restarted read returns the right bytes"
+    );
+    assert!(
+        SIGNALS.load(Ordering::SeqCst) >= 1,
+        "no signal was delivered"
+    );
     let fd = f.as_raw_fd();
     let h = std::thread::spawn(move || factorial(fd, 20));
     signal_thread(&h);
@@ -746,7 +784,10 @@ fn wait_child(pid: libc::pid_t) -> i32 {
     let mut status = 0;
     // SAFETY: `pid` is our child.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status), "child {pid} died: status {status:#x}");
+    assert!(
+        libc::WIFEXITED(status),
+        "child {pid} died: status {status:#x}"
+    );
     libc::WEXITSTATUS(status)
 }
 
@@ -846,7 +887,11 @@ fn concurrent_processes_exact_results(drv: Driver) {
         })
         .collect();
     let codes: Vec<i32> = pids.into_iter().map(wait_child).collect();
-    assert_eq!(codes, vec![0; 6], "children's exit codes (0 = all results right)");
+    assert_eq!(
+        codes,
+        vec![0; 6],
+        "children's exit codes (0 = all results right)"
+    );
     for dev in 0..2 {
         let s = stats(&files[dev]);
         let d = (
@@ -891,7 +936,10 @@ fn unbind_and_bind_under_load(drv: Driver) {
             let f = dev1.try_clone().unwrap();
             move || {
                 for n in 0..300u32 {
-                    assert_eq!(factorial(f.as_raw_fd(), n % 30), Ok(uapi::expected_factorial(n % 30)));
+                    assert_eq!(
+                        factorial(f.as_raw_fd(), n % 30),
+                        Ok(uapi::expected_factorial(n % 30))
+                    );
                     assert_eq!(errno(uapi::liveness(f.as_raw_fd(), n)), Ok(!n));
                 }
             }
@@ -901,24 +949,42 @@ fn unbind_and_bind_under_load(drv: Driver) {
         unbind(drv, &bdf0).unwrap_or_else(|e| panic!("round {round}: unbind: {e:?}"));
         let took = start.elapsed();
         assert!(took < Duration::from_secs(3), "unbind took {took:?}");
-        assert_eq!(slow.join().unwrap(), Err(ENODEV), "round {round}: in-flight factorial");
-        assert_eq!(queued.join().unwrap(), Err(ENODEV), "round {round}: queued caller");
+        assert_eq!(
+            slow.join().unwrap(),
+            Err(ENODEV),
+            "round {round}: in-flight factorial"
+        );
+        assert_eq!(
+            queued.join().unwrap(),
+            Err(ENODEV),
+            "round {round}: queued caller"
+        );
         assert_eq!(reader.join().unwrap(), ENODEV, "round {round}: DMA reader");
         // The open file stays open; everything on it fails ENODEV.
         assert_eq!(factorial(fd, 1), Err(ENODEV));
         assert_eq!(errno(uapi::liveness(fd, 1)), Err(ENODEV));
-        assert_eq!(errno(uapi::get_stats(fd)).map(drop), Ok(()), "stats of the gone device");
+        assert_eq!(
+            errno(uapi::get_stats(fd)).map(drop),
+            Ok(()),
+            "stats of the gone device"
+        );
         assert_eq!(pread(&f, 1, 0), Err(ENODEV));
         assert_eq!(pwrite(&f, &[1], 0), Err(ENODEV));
         assert_eq!(bound_driver(&bdf0), None);
-        assert!(!std::path::Path::new(&b.node(0)).exists(), "node of the unbound device");
+        assert!(
+            !std::path::Path::new(&b.node(0)).exists(),
+            "node of the unbound device"
+        );
         other.join().unwrap();
         // Bind again: a fresh /dev node (the name is free again) that works, even while the
         // device still computes SLOW_N from before.
         let mut log = Kmsg::new();
         bind(drv, &bdf0).unwrap_or_else(|e| panic!("round {round}: bind: {e:?}"));
         let p = wait_probes(drv, &mut log, 1);
-        assert_eq!((p[0].bdf.as_str(), p[0].name.clone()), (bdf0.as_str(), format!("{}0", drv.node)));
+        assert_eq!(
+            (p[0].bdf.as_str(), p[0].name.clone()),
+            (bdf0.as_str(), format!("{}0", drv.node))
+        );
         let g = b.open(0);
         assert_eq!(factorial(g.as_raw_fd(), 9), Ok(362_880));
         assert_eq!(factorial(fd, 9), Err(ENODEV), "the old file stays dead");
@@ -1030,10 +1096,16 @@ fn script(path: &str, seed: u64) -> (Vec<Outcome>, uapi::Stats) {
             }
             6 => {
                 let cmd = uapi::ioc(uapi::IOC_READ, uapi::MAGIC, 1 + rng.below(6) as u32, 4);
-                outcome(errno(uapi::ioctl_raw(fd, cmd, 8)), |v| Outcome::Value(v as u32))
+                outcome(errno(uapi::ioctl_raw(fd, cmd, 8)), |v| {
+                    Outcome::Value(v as u32)
+                })
             }
             _ => outcome(
-                errno(uapi::factorial(fd, 1, uapi::MAX_TIMEOUT_MS + rng.below(2) as u32)),
+                errno(uapi::factorial(
+                    fd,
+                    1,
+                    uapi::MAX_TIMEOUT_MS + rng.below(2) as u32,
+                )),
                 Outcome::Value,
             ),
         };
@@ -1083,7 +1155,10 @@ fn one_device_each(rust_dev: usize) {
         assert_eq!(r, c, "step {k}: rust_edu vs cedu");
     }
     assert_eq!(rust_stats, c_stats, "stats deltas");
-    assert!(rust_stats.factorials > 0 && rust_stats.dma_transfers > 0, "{rust_stats:?}");
+    assert!(
+        rust_stats.factorials > 0 && rust_stats.dma_transfers > 0,
+        "{rust_stats:?}"
+    );
 }
 
 #[test]

@@ -73,11 +73,11 @@
 
 use kernel::{
     bindings,
+    cpu::CpuId,
     fs::{File, Kiocb},
     impl_has_hr_timer,
     iov::IovIterDest,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
-    cpu::CpuId,
     new_condvar, new_mutex, new_spinlock, new_spinlock_irq,
     prelude::*,
     str::CString,
@@ -212,7 +212,10 @@ impl<T> Tracked<T> {
 }
 
 /// Take `lock`, counting in `contended` the times it was already held by someone else.
-fn lock_counted<'a, T, B: Backend>(lock: &'a Lock<T, B>, contended: &Atomic<u32>) -> Guard<'a, T, B> {
+fn lock_counted<'a, T, B: Backend>(
+    lock: &'a Lock<T, B>,
+    contended: &Atomic<u32>,
+) -> Guard<'a, T, B> {
     match lock.try_lock() {
         Some(guard) => guard,
         None => {
@@ -514,7 +517,10 @@ impl Report {
     fn to_line(self) -> Result<CString> {
         let e = &self.evidence;
         let mut workers = KVec::with_capacity(e.worker_cpus.count * 5, GFP_KERNEL)?;
-        for (i, m) in e.worker_cpus.masks[..e.worker_cpus.count].iter().enumerate() {
+        for (i, m) in e.worker_cpus.masks[..e.worker_cpus.count]
+            .iter()
+            .enumerate()
+        {
             let s = CString::try_from_fmt(fmt!("{}{:#x}", if i > 0 { "/" } else { "" }, m))?;
             workers.extend_from_slice(s.to_bytes(), GFP_KERNEL)?;
         }

@@ -239,21 +239,95 @@ mod tests {
     /// Inputs for comparing the parameter parser with the C `kstrto*()` functions (base 0):
     /// prefixes, signs, whitespace, newlines, every type's limits and overflow.
     const KSTRTOX_INPUTS: &[&CStr] = &[
-        c"0", c"1", c"42", c"-7", c"+5", c"00", c"0777", c"017", c"08", c"09", c"0x0", c"0x2a",
-        c"0X2A", c"0xABCDEFabcdef", c"+0x1f", c"-0x10", c"0x", c"0X", c"0x\n", c"-0x", c"0xg",
-        c"0x-5", c"0x+5", c"-+5", c"+-5", c"++5", c"--5", c"0b101", c"0B1", c"0o17", c"0O17",
-        c"-0", c"+0", c"-00", c"", c" ", c" 5", c"5 ", c"\t5", c"5\t", c"+", c"-", c"\n",
-        c"1\n", c"-1\n", c"0x10\n", c"1\n\n", c"\n1", c"1\r\n", c"1\r", c"1a", c"abc",
-        c"-abc", c"1_000", c"1.0", c"1e3", c"\u{661}", c"2147483647", c"2147483648",
-        c"-2147483648", c"-2147483649", c"4294967295", c"4294967296", c"-4294967295",
-        c"0xffffffff", c"0x100000000", c"0x7fffffff", c"0x80000000", c"-0x80000000",
-        c"9223372036854775807", c"9223372036854775808", c"-9223372036854775808",
-        c"-9223372036854775809", c"0x7fffffffffffffff", c"0x8000000000000000",
-        c"-0x8000000000000000", c"-0x8000000000000001", c"18446744073709551615",
-        c"18446744073709551616", c"-18446744073709551615", c"-18446744073709551616",
-        c"0xffffffffffffffff", c"0x10000000000000000", c"0xfffffffffffffffff",
-        c"01777777777777777777777", c"02000000000000000000000", c"99999999999999999999999",
-        c"000000000000000000000000000000042", c"0x00000000000000000000000000000001",
+        c"0",
+        c"1",
+        c"42",
+        c"-7",
+        c"+5",
+        c"00",
+        c"0777",
+        c"017",
+        c"08",
+        c"09",
+        c"0x0",
+        c"0x2a",
+        c"0X2A",
+        c"0xABCDEFabcdef",
+        c"+0x1f",
+        c"-0x10",
+        c"0x",
+        c"0X",
+        c"0x\n",
+        c"-0x",
+        c"0xg",
+        c"0x-5",
+        c"0x+5",
+        c"-+5",
+        c"+-5",
+        c"++5",
+        c"--5",
+        c"0b101",
+        c"0B1",
+        c"0o17",
+        c"0O17",
+        c"-0",
+        c"+0",
+        c"-00",
+        c"",
+        c" ",
+        c" 5",
+        c"5 ",
+        c"\t5",
+        c"5\t",
+        c"+",
+        c"-",
+        c"\n",
+        c"1\n",
+        c"-1\n",
+        c"0x10\n",
+        c"1\n\n",
+        c"\n1",
+        c"1\r\n",
+        c"1\r",
+        c"1a",
+        c"abc",
+        c"-abc",
+        c"1_000",
+        c"1.0",
+        c"1e3",
+        c"\u{661}",
+        c"2147483647",
+        c"2147483648",
+        c"-2147483648",
+        c"-2147483649",
+        c"4294967295",
+        c"4294967296",
+        c"-4294967295",
+        c"0xffffffff",
+        c"0x100000000",
+        c"0x7fffffff",
+        c"0x80000000",
+        c"-0x80000000",
+        c"9223372036854775807",
+        c"9223372036854775808",
+        c"-9223372036854775808",
+        c"-9223372036854775809",
+        c"0x7fffffffffffffff",
+        c"0x8000000000000000",
+        c"-0x8000000000000000",
+        c"-0x8000000000000001",
+        c"18446744073709551615",
+        c"18446744073709551616",
+        c"-18446744073709551615",
+        c"-18446744073709551616",
+        c"0xffffffffffffffff",
+        c"0x10000000000000000",
+        c"0xfffffffffffffffff",
+        c"01777777777777777777777",
+        c"02000000000000000000000",
+        c"99999999999999999999999",
+        c"000000000000000000000000000000042",
+        c"0x00000000000000000000000000000001",
     ];
 
     /// What a parameter of type `T` gets for `input`: the `set` callback passes the string it
@@ -325,11 +399,26 @@ mod tests {
 
     #[test]
     fn int_params_parse_exactly_like_kstrtox() {
-        assert_eq!(mismatches::<i32>("int", bindings::kstrtoint, param_parse, param_agrees), 0);
-        assert_eq!(mismatches::<u32>("uint", bindings::kstrtouint, param_parse, param_agrees), 0);
-        assert_eq!(mismatches::<i64>("long", bindings::kstrtoll, param_parse, param_agrees), 0);
-        assert_eq!(mismatches::<u64>("ullong", bindings::kstrtoull, param_parse, param_agrees), 0);
-        assert_eq!(mismatches::<usize>("ulong", bindings::_kstrtoul, param_parse, param_agrees), 0);
+        assert_eq!(
+            mismatches::<i32>("int", bindings::kstrtoint, param_parse, param_agrees),
+            0
+        );
+        assert_eq!(
+            mismatches::<u32>("uint", bindings::kstrtouint, param_parse, param_agrees),
+            0
+        );
+        assert_eq!(
+            mismatches::<i64>("long", bindings::kstrtoll, param_parse, param_agrees),
+            0
+        );
+        assert_eq!(
+            mismatches::<u64>("ullong", bindings::kstrtoull, param_parse, param_agrees),
+            0
+        );
+        assert_eq!(
+            mismatches::<usize>("ulong", bindings::_kstrtoul, param_parse, param_agrees),
+            0
+        );
     }
 
     /// Rust's `kstrtox` gives the very values and errnos of C, `ERANGE` included.
@@ -339,12 +428,30 @@ mod tests {
 
     #[test]
     fn kstrtox_matches_c_errnos_too() {
-        assert_eq!(mismatches::<i32>("kstrtoint", bindings::kstrtoint, rust_kstrtox, identical), 0);
-        assert_eq!(mismatches::<u32>("kstrtouint", bindings::kstrtouint, rust_kstrtox, identical), 0);
-        assert_eq!(mismatches::<i64>("kstrtoll", bindings::kstrtoll, rust_kstrtox, identical), 0);
-        assert_eq!(mismatches::<u64>("kstrtoull", bindings::kstrtoull, rust_kstrtox, identical), 0);
-        assert_eq!(mismatches::<isize>("kstrtol", bindings::_kstrtol, rust_kstrtox, identical), 0);
-        assert_eq!(mismatches::<usize>("kstrtoul", bindings::_kstrtoul, rust_kstrtox, identical), 0);
+        assert_eq!(
+            mismatches::<i32>("kstrtoint", bindings::kstrtoint, rust_kstrtox, identical),
+            0
+        );
+        assert_eq!(
+            mismatches::<u32>("kstrtouint", bindings::kstrtouint, rust_kstrtox, identical),
+            0
+        );
+        assert_eq!(
+            mismatches::<i64>("kstrtoll", bindings::kstrtoll, rust_kstrtox, identical),
+            0
+        );
+        assert_eq!(
+            mismatches::<u64>("kstrtoull", bindings::kstrtoull, rust_kstrtox, identical),
+            0
+        );
+        assert_eq!(
+            mismatches::<isize>("kstrtol", bindings::_kstrtol, rust_kstrtox, identical),
+            0
+        );
+        assert_eq!(
+            mismatches::<usize>("kstrtoul", bindings::_kstrtoul, rust_kstrtox, identical),
+            0
+        );
     }
 
     #[test]

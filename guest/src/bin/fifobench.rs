@@ -194,7 +194,7 @@ fn load_cycle_ms(module: &str, path: &str, n: usize) -> f64 {
     let empty = CString::new("").unwrap();
     let start = Instant::now();
     for _ in 0..n {
-        let f = std::fs::File::open(&path).unwrap();
+        let f = std::fs::File::open(path).unwrap();
         use std::os::fd::AsRawFd;
         // SAFETY: valid fd and strings.
         let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), 0) };
