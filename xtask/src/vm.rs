@@ -100,7 +100,6 @@ impl Default for Machine {
 /// Guest memory of every job boot, in MiB.
 pub const MEM_MB: u32 = 1024;
 
-
 /// A QEMU accelerator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
