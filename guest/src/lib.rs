@@ -12,6 +12,8 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+pub mod kcov;
+
 /// An errno value, printed with its symbolic name.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Errno(pub i32);
@@ -92,6 +94,8 @@ pub mod kmod {
 
     /// Unload module `name` (non-blocking, like `rmmod`).
     pub fn unload(name: &str) -> Result<(), Errno> {
+        // Coverage runs: the module's PCs are only meaningful while it is loaded.
+        crate::kcov::flush_current_thread();
         let n = CString::new(name).expect("no NUL in name");
         // SAFETY: valid NUL-terminated string.
         let r = unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };

@@ -44,6 +44,12 @@ pub enum Cmd {
     Fuzz(Fuzz),
     /// Boot the kernel and run every test inside it; prints `N passed, N failed`.
     Test(Test),
+    /// Debug the modules with gdb: boot the debug kernel under QEMU's gdb stub, with the
+    /// kernel's gdb scripts and the modules' symbols loaded as they are inserted.
+    Gdb(Gdb),
+    /// Coverage of the modules (KCOV, debug kernel) by the guest tests and/or the fuzzer:
+    /// target/coverage/lcov.info, target/coverage/html/, a table per module.
+    Coverage(Coverage),
 }
 
 #[derive(Args)]
@@ -157,6 +163,15 @@ pub struct Fuzz {
     pub seed: u64,
     #[arg(long, default_value_t = 4)]
     pub workers: u64,
+    /// Keep and mutate the programs that reach new KCOV coverage (needs --profile debug).
+    #[arg(long)]
+    pub coverage_guided: bool,
+    /// The corpus of --coverage-guided, grown by each run [default: target/fuzz/corpus].
+    #[arg(long, value_name = "DIR", requires = "coverage_guided")]
+    pub corpus: Option<PathBuf>,
+    /// Run one saved kfuzz program (e.g. a `report-*.prog` of the corpus) once.
+    #[arg(long, value_name = "FILE", conflicts_with = "coverage_guided")]
+    pub replay: Option<PathBuf>,
     #[command(flatten)]
     pub vcpus: Vcpus,
 }
@@ -170,6 +185,55 @@ pub struct Test {
     pub filter: Option<String>,
     /// Hard timeout for the guest, in seconds.
     #[arg(long, default_value_t = 1200)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub vcpus: Vcpus,
+}
+
+#[derive(Args)]
+pub struct Gdb {
+    /// Run this gdb script without a prompt (the kernel is stopped in `start_kernel`, the
+    /// modules' symbols load as they are inserted) while the guest runs CMD; exit with gdb's
+    /// status (0 when every command of the script succeeded).
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+    /// Attach this terminal to the guest console of a running `cargo xtask gdb` session
+    /// (`Ctrl-]` detaches).
+    #[arg(long, conflicts_with_all = ["batch", "cmd", "port"])]
+    pub console: bool,
+    /// TCP port of QEMU's gdb stub on 127.0.0.1 [default: a free one].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Hard timeout of a `--batch` session, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub vcpus: Vcpus,
+    /// Run this command in the guest (all modules loaded) instead of a shell.
+    #[arg(last = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct Coverage {
+    /// Run only the tests whose name contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    /// Do not run the guest tests (fuzz only).
+    #[arg(long)]
+    pub no_tests: bool,
+    /// Also fuzz for this many seconds (kfuzz, coverage-guided unless --random).
+    #[arg(long, default_value_t = 0)]
+    pub fuzz_seconds: u64,
+    /// Fuzz without coverage guidance (kfuzz's seeded random op stream).
+    #[arg(long)]
+    pub random: bool,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 2)]
+    pub workers: u64,
+    /// Hard timeout for the guest, in seconds.
+    #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
     #[command(flatten)]
     pub vcpus: Vcpus,

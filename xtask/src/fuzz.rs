@@ -11,6 +11,23 @@ use anyhow::{bail, Result};
 impl flags::Fuzz {
     pub fn run(self) -> Result<()> {
         crate::setup::ensure_ready()?;
+        if let Some(p) = &self.replay {
+            return crate::fuzz_guided::replay(self.profile, self.vcpus.machine(), p);
+        }
+        if self.coverage_guided {
+            let corpus = self
+                .corpus
+                .clone()
+                .unwrap_or_else(crate::fuzz_guided::default_corpus);
+            return crate::fuzz_guided::guided(
+                self.profile,
+                self.vcpus.machine(),
+                self.seconds,
+                self.seed,
+                self.workers,
+                &corpus,
+            );
+        }
         fuzz(
             self.profile,
             self.vcpus.machine(),
@@ -58,8 +75,9 @@ fn fuzz(
     print!("{output}");
     let ops = protocol::kfuzz_ops(output);
     let reports = logscan::scan(&o.dmesg);
+    let syms = crate::decode::Symbols::new(&k, &art);
     for r in &reports {
-        println!("[{}]\n{}", r.kind, r.text);
+        println!("[{}]\n{}", r.kind, crate::decode::annotate(&r.text, &syms));
     }
     println!(
         "fuzz: {ops} ops in {:.1} s guest time, {} kernel report(s), kfuzz exit {:?}",

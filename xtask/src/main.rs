@@ -15,7 +15,9 @@
 //! | `run` | `run_cmd` | boot, demo or run a command in the guest |
 //! | `test` | `test_cmd` (verdicts: `verdict`) | boot, run every test, one verdict |
 //! | `bench` | `bench` | rfifo vs cfifo vs FIFO figures |
-//! | `fuzz` | `fuzz` | the seeded syscall fuzzer in the guest |
+//! | `fuzz` | `fuzz` (`--coverage-guided`, `--replay`: `fuzz_guided`) | the syscall fuzzer in the guest |
+//! | `gdb` | `gdb` | gdb on the debug kernel and the modules (QEMU's gdb stub) |
+//! | `coverage` | `coverage` | KCOV line coverage of the modules: lcov, HTML, table |
 //!
 //! The pieces they share: `toolchain` (which compilers, `make` with the kernel's variables),
 //! `initramfs` (the guest's root file system), `vm` (QEMU), `protocol` (the job script the
@@ -25,9 +27,14 @@
 mod analyzer;
 mod bench;
 mod build;
+mod coverage;
+mod decode;
 mod doctor;
+mod expected;
 mod flags;
 mod fuzz;
+mod fuzz_guided;
+mod gdb;
 mod initramfs;
 mod kdir;
 mod kernel;
@@ -88,5 +95,8 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Bench(c) => c.run().map(ok),
         Cmd::Fuzz(c) => c.run().map(ok),
         Cmd::Test(c) => c.run().map(verdict),
+        // gdb's exit status.
+        Cmd::Gdb(c) => c.run(),
+        Cmd::Coverage(c) => c.run().map(verdict),
     }
 }

@@ -29,6 +29,11 @@ pub const TESTS_DIR: &str = "/tests";
 /// What the test job writes to the kernel log when its KUnit pass is over: KUnit verdicts
 /// come from the KTAP before this line only (`ktap::split_documents`).
 pub const TESTS_BEGIN: &str = "xtask: tests begin";
+/// What a guest test writes to the kernel log before it provokes a report on purpose:
+/// `xtask: expect report begin KIND MODULE` (`guest/tests/warn_demo.rs`; `expected.rs`).
+pub const EXPECT_BEGIN: &str = "xtask: expect report begin";
+/// ... and after it: `xtask: expect report end MODULE`.
+pub const EXPECT_END: &str = "xtask: expect report end";
 
 const BOOTED: &str = "XTASK-BOOTED";
 const BEGIN: &str = "XTASK-BEGIN";
@@ -39,6 +44,8 @@ const KMEMLEAK_END: &str = "XTASK-KMEMLEAK-END";
 const DMESG_BEGIN: &str = "XTASK-DMESG-BEGIN";
 const DMESG_END: &str = "XTASK-DMESG-END";
 const EXIT: &str = "XTASK-EXIT";
+const FILE_BEGIN: &str = "XTASK-FILE-BEGIN";
+const FILE_END: &str = "XTASK-FILE-END";
 
 /// The guest's PID 1. It mounts the pseudo file systems, runs the job, reports its exit
 /// status and the whole kernel log on the results channel, and powers the machine off
@@ -239,6 +246,34 @@ impl Job {
         self
     }
 
+    /// `export NAME=VALUE` for the steps after this one.
+    pub fn export(&mut self, name: &str, value: &str) -> &mut Job {
+        self.line(&format!("export {name}={}", shell_quote(value)))
+    }
+
+    /// A shell command run as it is (e.g. `mkdir -p /tmp/x`); its status is ignored.
+    pub fn shell(&mut self, sh: &str) -> &mut Job {
+        self.line(sh)
+    }
+
+    /// Send the output of the shell command `sh` back as the text file `name`
+    /// ([`Results::file`]).
+    pub fn send_output(&mut self, name: &str, sh: &str) -> &mut Job {
+        self.line(&format!(
+            "{{ echo '{FILE_BEGIN} {name}'; {sh}; echo; echo '{FILE_END}'; }} >> $R"
+        ))
+    }
+
+    /// Send every regular file of the guest directory `dir` back as a text file
+    /// `prefix/NAME` ([`Results::files`]).
+    pub fn send_dir(&mut self, prefix: &str, dir: &str) -> &mut Job {
+        self.line(&format!(
+            "for f in {dir}/*; do [ -f \"$f\" ] || continue; \
+             {{ echo \"{FILE_BEGIN} {prefix}/${{f##*/}}\"; cat \"$f\"; echo; echo '{FILE_END}'; }} >> $R; \
+             done"
+        ))
+    }
+
     /// The script: the steps, then `exit $rc`.
     pub fn finish(&self) -> String {
         format!("{}exit $rc\n", self.sh)
@@ -360,6 +395,41 @@ impl Results {
             });
         }
         out
+    }
+
+    /// Every text file sent with [`Job::send_output`] / [`Job::send_dir`]: `(name, text)`.
+    pub fn files(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut lines = self.text.lines();
+        while let Some(l) = lines.next() {
+            let Some(name) = l.strip_prefix(FILE_BEGIN).and_then(|n| n.strip_prefix(' ')) else {
+                continue;
+            };
+            let mut body: Vec<&str> = Vec::new();
+            for l in lines.by_ref() {
+                if l.trim_end() == FILE_END {
+                    break;
+                }
+                body.push(l);
+            }
+            // The `echo` before the end marker.
+            if body.last() == Some(&"") {
+                body.pop();
+            }
+            let mut text = body.join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            out.push((name.trim().to_string(), text));
+        }
+        out
+    }
+
+    /// The text file `name`, if it was sent.
+    pub fn file(&self, name: &str) -> Option<String> {
+        self.files()
+            .into_iter()
+            .find_map(|(n, t)| (n == name).then_some(t))
     }
 
     /// The program run with markers as `name`, if it ran.
@@ -498,6 +568,20 @@ mod tests {
         assert_eq!((env.output.as_str(), env.status), ("smp=2\n", 3));
         let cpus = r.cpus().expect("the CPUs line parses");
         assert!(cpus.processors >= 1, "{cpus:?}");
+        // Files come back as they were.
+        let src = dir.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a"), "1\n2\n").unwrap();
+        std::fs::write(src.join("b"), "no newline").unwrap();
+        let mut job = Job::new(Machine::default());
+        job.export("X", "it's")
+            .send_output("x", "echo \"$X\"")
+            .send_dir("d", &src.display().to_string());
+        let (_, r) = run(&job);
+        assert_eq!(r.file("x").as_deref(), Some("it's\n"));
+        assert_eq!(r.file("d/a").as_deref(), Some("1\n2\n"));
+        assert_eq!(r.file("d/b").as_deref(), Some("no newline\n"));
+        assert_eq!(r.files().len(), 3);
         // A failed marked program makes the job fail.
         let mut job = Job::new(Machine::default());
         job.run_marked("false", &["false"]);

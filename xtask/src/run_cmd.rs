@@ -81,8 +81,9 @@ fn run(
     let reports = logscan::scan(&o.dmesg);
     if !reports.is_empty() {
         eprintln!("vm: the kernel log has {} report(s):", reports.len());
+        let syms = crate::decode::Symbols::new(&k, &art);
         for r in &reports {
-            eprintln!("{}", r.text);
+            eprintln!("{}", crate::decode::annotate(&r.text, &syms));
         }
         return Ok(o.exit.unwrap_or(0).max(1));
     }

@@ -62,7 +62,8 @@ fn test(
     );
     let o = vm::boot_job(&k, &art, &job, &JobBoot::quiet("test", timeout))?;
     let test_names: Vec<String> = art.tests.iter().map(|(n, _)| n.clone()).collect();
-    let results = verdict::verdicts(&k.src, &test_names, &o, machine.smp, filter)?;
+    let syms = crate::decode::Symbols::new(&k, &art);
+    let results = verdict::verdicts(&k.src, &syms, &test_names, &o, machine.smp, filter)?;
     let dir = util::target_dir().join("test-results");
     std::fs::create_dir_all(&dir)?;
     let junit = dir.join(format!("junit-{}.xml", profile.name()));

@@ -8,6 +8,7 @@
 //! Output: one line per test, then `N passed, N failed[, N skipped]`; JUnit XML under
 //! `target/test-results/`.
 
+use crate::decode::{self, Symbols};
 use crate::protocol::Results;
 use crate::vm::Booted;
 use crate::{ktap, logscan, util};
@@ -119,9 +120,11 @@ fn cpus_online(results: &Results, smp: u32) -> TestResult {
 }
 
 /// Every verdict of one test run, from what the guest sent back: the libtest binaries
-/// `tests` (each must have run), the KUnit suites, and the kernel-wide checks.
+/// `tests` (each must have run), the KUnit suites, and the kernel-wide checks. Reports are
+/// shown with their traces decoded against `syms`.
 pub fn verdicts(
     ksrc: &Path,
+    syms: &Symbols,
     tests: &[String],
     o: &Booted,
     smp: u32,
@@ -148,8 +151,13 @@ pub fn verdicts(
         detail: "the kernel log buffer wrapped: early messages are lost (raise log_buf_len)".into(),
     });
     results.push(cpus_online(&o.results, smp));
-    // The kernel log must be clean, whatever the filter.
-    let reports = logscan::scan(&o.dmesg);
+    // The kernel log must be clean, whatever the filter, but for a report a test announced
+    // (`expected`): that one has its own verdict.
+    let split = crate::expected::split(&o.dmesg, logscan::scan(&o.dmesg));
+    for (w, r) in &split.provoked {
+        results.push(crate::expected::verdict(w, r.as_ref(), syms));
+    }
+    let reports = split.unexpected;
     results.push(TestResult {
         name: "kernel::log_has_no_reports".into(),
         status: if reports.is_empty() {
@@ -159,7 +167,7 @@ pub fn verdicts(
         },
         detail: reports
             .iter()
-            .map(|r| format!("[{}]\n{}", r.kind, r.text))
+            .map(|r| format!("[{}]\n{}", r.kind, decode::annotate(&r.text, syms)))
             .collect::<Vec<_>>()
             .join("\n\n"),
     });

@@ -24,6 +24,17 @@ pub enum Console {
     Show,
     /// The terminal is the guest's console (interactive shell; `Ctrl-a x` quits QEMU).
     Interactive,
+    /// A Unix socket `console.sock` in the boot's directory (plus `console.log`), for a
+    /// second terminal while this one runs a debugger (`gdb`); QEMU runs in its own process
+    /// group so that the debugger's Ctrl-c does not reach it. No timeout, like `Interactive`.
+    Socket,
+}
+
+impl Console {
+    /// A person drives the guest: no timeout, and the guest may be stopped early.
+    fn is_interactive(self) -> bool {
+        matches!(self, Console::Interactive | Console::Socket)
+    }
 }
 
 /// What a boot left behind.
@@ -61,6 +72,8 @@ pub struct BootSpec<'a> {
     pub mem_mb: u32,
     /// The kernel command line.
     pub cmdline: String,
+    /// More QEMU arguments (`gdb`: the gdb stub).
+    pub qemu_args: Vec<String>,
 }
 
 /// How guest time runs.
@@ -99,6 +112,11 @@ impl Default for Machine {
 
 /// Guest memory of every job boot, in MiB.
 pub const MEM_MB: u32 = 1024;
+
+/// QEMU `edu` PCI devices (1234:11e8) per boot. None on main: the edu drivers (issue 12) are
+/// on branch `wip/edu` until they handle QEMU 7.2's DMA bound bug (a transfer that ends at
+/// the end of the device buffer aborts QEMU: "EDU: DMA range ... out of bounds").
+const EDU_DEVICES: u32 = 0;
 
 /// A QEMU accelerator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +283,9 @@ pub fn boot(b: &BootSpec) -> Result<Booted> {
             &b.machine.smp.to_string(),
         ])
         .args(["-display", "none", "-no-reboot", "-nodefaults"]);
+    for _ in 0..EDU_DEVICES {
+        c.args(["-device", "edu"]);
+    }
     c.arg("-kernel")
         .arg(b.kernel.bzimage())
         .arg("-initrd")
@@ -300,7 +321,22 @@ pub fn boot(b: &BootSpec) -> Result<Booted> {
                     "chardev=con,mode=readline",
                 ]);
         }
+        Console::Socket => {
+            use std::os::unix::process::CommandExt;
+            let sock = b.out_dir.join("console.sock");
+            let _ = std::fs::remove_file(&sock);
+            c.arg("-chardev")
+                .arg(format!(
+                    "socket,id=con,path={},server=on,wait=off,logfile={}",
+                    sock.display(),
+                    console_log.display()
+                ))
+                .args(["-serial", "chardev:con", "-monitor", "none"]);
+            c.stdin(Stdio::null()).stdout(Stdio::null());
+            c.process_group(0);
+        }
     }
+    c.args(&b.qemu_args);
     c.arg("-serial")
         .arg(format!("file:{}", results_log.display()));
     let start = Instant::now();
@@ -312,7 +348,7 @@ pub fn boot(b: &BootSpec) -> Result<Booted> {
             break false;
         }
         // No timeout for an interactive session: the user ends it.
-        if b.console != Console::Interactive && start.elapsed() > b.timeout {
+        if !b.console.is_interactive() && start.elapsed() > b.timeout {
             let _ = child.kill();
             let _ = child.wait();
             break true;
@@ -352,7 +388,7 @@ pub fn boot(b: &BootSpec) -> Result<Booted> {
             o.console_tail(40)
         );
     }
-    if o.exit.is_none() && b.console != Console::Interactive {
+    if o.exit.is_none() && !b.console.is_interactive() {
         bail!(
             "the guest stopped without reporting an exit status; last console lines ({}):\n{}",
             console_log.display(),
@@ -398,10 +434,29 @@ impl JobBoot<'_> {
     }
 }
 
+/// More for one boot, beyond the job: QEMU arguments and kernel command-line words (`gdb`:
+/// the gdb stub, `nokaslr`).
+#[derive(Debug, Default, Clone)]
+pub struct Extra {
+    pub qemu_args: Vec<String>,
+    pub cmdline: Vec<String>,
+}
+
 /// Write the initramfs with the artifacts and the job, and boot it on the job's machine.
 /// Holds the VM lock from before the initramfs is written until the guest is gone, so that
 /// a queued run cannot boot another run's image.
 pub fn boot_job(k: &Kernel, art: &Artifacts, job: &Job, how: &JobBoot) -> Result<Booted> {
+    boot_job_with(k, art, job, how, &Extra::default())
+}
+
+/// [`boot_job`] with [`Extra`] QEMU arguments and kernel command-line words.
+pub fn boot_job_with(
+    k: &Kernel,
+    art: &Artifacts,
+    job: &Job,
+    how: &JobBoot,
+    extra: &Extra,
+) -> Result<Booted> {
     let out_dir = util::target_dir()
         .join("vm")
         .join(format!("{}-{}", k.profile.name(), how.name));
@@ -415,6 +470,10 @@ pub fn boot_job(k: &Kernel, art: &Artifacts, job: &Job, how: &JobBoot) -> Result
         console: how.console,
         machine: job.machine(),
         mem_mb: MEM_MB,
-        cmdline: kernel_cmdline(),
+        cmdline: std::iter::once(kernel_cmdline())
+            .chain(extra.cmdline.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        qemu_args: extra.qemu_args.clone(),
     })
 }

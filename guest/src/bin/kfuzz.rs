@@ -9,8 +9,25 @@
 //! not. It stops by itself, prints the seed and how many ops each worker ran, and exits 0
 //! unless a worker died from a signal (a crash in the kernel shows up in the kernel log,
 //! which the host scans).
+//!
+//! `--guided [--corpus DIR]` (needs KCOV: the debug kernel) is coverage-guided instead: a
+//! worker runs *programs*, short op sequences ([`Program`], one op per text line), with
+//! KCOV enabled on itself; a program that reaches a PC of module code the worker had not
+//! seen is kept in its corpus and saved to DIR (`<hash>.prog`, shared by the workers and, by
+//! `cargo xtask fuzz --coverage-guided`, with the host, so a later run continues it). Each
+//! next program is, one time in ten, a fresh random one, else a mutation of a corpus
+//! program (insert, delete, change, duplicate an op; splice two programs). After each
+//! program the worker reads new kernel log records; a report (`BUG:`, `WARNING:`, KASAN,
+//! ...) prints the program that preceded it and saves it as `report-<hash>.prog`.
+//! `--replay FILE` runs one saved program once.
+//!
+//! With `RKM_KCOV_DIR` set (coverage runs) both modes write the distinct PCs each worker
+//! reached to that directory (`guest::kcov`), relative to their module sections.
 
+use guest::kcov::{self, Kcov};
+use std::collections::HashSet;
 use std::ffi::CString;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// xorshift64*: small, deterministic.
@@ -82,8 +99,55 @@ fn size(rng: &mut Rng) -> usize {
     }
 }
 
+/// Coverage of a worker process when `RKM_KCOV_DIR` is set (random mode): its KCOV buffer
+/// is drained into a set every few ops (it would fill up otherwise).
+struct Coverage {
+    kcov: Kcov,
+    seen: HashSet<u64>,
+}
+
+impl Coverage {
+    fn start() -> Option<Coverage> {
+        kcov::out_dir()?;
+        let kcov = Kcov::open(kcov::THREAD_WORDS)
+            .and_then(|k| k.enable().map(|()| k))
+            .map_err(|e| eprintln!("kfuzz: no KCOV: {e}"))
+            .ok()?;
+        Some(Coverage {
+            kcov,
+            seen: HashSet::new(),
+        })
+    }
+
+    fn drain(&mut self) {
+        self.seen.extend(self.kcov.pcs());
+        self.kcov.reset();
+    }
+
+    /// Write what this process reached to `$RKM_KCOV_DIR/kfuzz.<pid>`.
+    fn write(mut self) -> usize {
+        self.drain();
+        write_coverage(&self.seen);
+        self.seen.len()
+    }
+}
+
+fn write_coverage(seen: &HashSet<u64>) {
+    let Some(dir) = kcov::out_dir() else {
+        return;
+    };
+    let pcs: Vec<u64> = seen.iter().copied().collect();
+    let lines = kcov::relative_lines(&pcs, &kcov::module_sections());
+    let text: String = lines.into_iter().map(|l| l + "\n").collect();
+    let path = format!("{dir}/kfuzz.{}", std::process::id());
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("kfuzz: {path}: {e}");
+    }
+}
+
 /// One worker: `deadline` bounds it in time. Returns the number of ops run.
 fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
+    let mut cov = Coverage::start();
     let mut rng = Rng::new(seed, id);
     let mut buf = vec![0u8; 1 << 20];
     let mut fds: Vec<i32> = Vec::new();
@@ -95,6 +159,11 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
     let mut children = 0;
     while Instant::now() < deadline {
         ops += 1;
+        if ops.is_multiple_of(32) {
+            if let Some(c) = cov.as_mut() {
+                c.drain();
+            }
+        }
         let fd = if fds.is_empty() { -1 } else { *rng.pick(&fds) };
         // SAFETY (for every libc call below): the kernel validates fds and user pointers;
         // bad ones are the point. Buffers passed as "valid" are `buf`, at least as large as
@@ -189,12 +258,490 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
         }
         children -= 1;
     }
+    if let Some(c) = cov {
+        let n = c.write();
+        if id < 1000 {
+            println!("kfuzz: worker {id} reached {n} distinct PCs");
+        }
+    }
+    ops
+}
+
+// ---- Coverage-guided mode ----
+
+/// Where an op's buffer pointer points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ptr {
+    Buf,
+    Null,
+    Kernel,
+    Low,
+}
+
+impl Ptr {
+    fn random(rng: &mut Rng) -> Ptr {
+        match rng.below(10) {
+            0 => Ptr::Null,
+            1 => Ptr::Kernel,
+            2 => Ptr::Low,
+            _ => Ptr::Buf,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Ptr::Buf => "buf",
+            Ptr::Null => "null",
+            Ptr::Kernel => "kernel",
+            Ptr::Low => "low",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Ptr> {
+        [Ptr::Buf, Ptr::Null, Ptr::Kernel, Ptr::Low]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
+
+    fn get(self, buf: &mut [u8]) -> *mut libc::c_void {
+        match self {
+            Ptr::Buf => buf.as_mut_ptr().cast(),
+            Ptr::Null => std::ptr::null_mut(),
+            Ptr::Kernel => 0xffff_8880_0000_0000usize as *mut libc::c_void,
+            Ptr::Low => 0x10usize as *mut libc::c_void,
+        }
+    }
+}
+
+/// One operation of a program. `slot` picks one of the program's open fds (modulo their
+/// number; the op is skipped when there is none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Op {
+    Open {
+        path: String,
+        flags: i32,
+    },
+    Read {
+        slot: usize,
+        size: usize,
+        ptr: Ptr,
+    },
+    Write {
+        slot: usize,
+        size: usize,
+        ptr: Ptr,
+        fill: u8,
+    },
+    Ioctl {
+        slot: usize,
+        cmd: u64,
+        arg: u64,
+        ptr: Ptr,
+    },
+    Dup {
+        slot: usize,
+    },
+    Close {
+        slot: usize,
+    },
+}
+
+impl Op {
+    fn random(rng: &mut Rng, devices: &[String]) -> Op {
+        let slot = rng.below(4) as usize;
+        match rng.below(100) {
+            0..=19 => {
+                let flags = *rng.pick(&[libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR])
+                    | if rng.below(2) == 0 {
+                        libc::O_NONBLOCK
+                    } else {
+                        0
+                    };
+                Op::Open {
+                    path: rng.pick(devices).clone(),
+                    flags,
+                }
+            }
+            20..=44 => Op::Read {
+                slot,
+                size: size(rng),
+                ptr: Ptr::random(rng),
+            },
+            45..=69 => Op::Write {
+                slot,
+                size: size(rng),
+                ptr: Ptr::random(rng),
+                fill: rng.below(256) as u8,
+            },
+            70..=89 => {
+                let any = rng.below(256);
+                let magic = *rng.pick(&[0xB9u64, 0xB9, b'r' as u64, any]);
+                let dir = rng.below(4);
+                let anysz = rng.below(1 << 14);
+                let sz = *rng.pick(&[0u64, 4, 8, 40, 64, anysz]);
+                let nr = rng.below(16);
+                let (arg, ptr) = match rng.below(4) {
+                    0 => (0, Ptr::Null),
+                    1 => (0, Ptr::Buf),
+                    2 => (0, Ptr::Kernel),
+                    _ => (rng.below(1 << 20), Ptr::Low),
+                };
+                Op::Ioctl {
+                    slot,
+                    cmd: (dir << 30) | (sz << 16) | (magic << 8) | nr,
+                    arg,
+                    ptr,
+                }
+            }
+            90..=94 => Op::Dup { slot },
+            _ => Op::Close { slot },
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Op::Open { path, flags } => format!("open {path} 0x{flags:x}"),
+            Op::Read { slot, size, ptr } => format!("read {slot} {size} {}", ptr.name()),
+            Op::Write {
+                slot,
+                size,
+                ptr,
+                fill,
+            } => format!("write {slot} {size} {} {fill}", ptr.name()),
+            // `ptr` low with an argument: the number itself.
+            Op::Ioctl {
+                slot,
+                cmd,
+                arg,
+                ptr,
+            } => format!("ioctl {slot} 0x{cmd:x} {} {arg}", ptr.name()),
+            Op::Dup { slot } => format!("dup {slot}"),
+            Op::Close { slot } => format!("close {slot}"),
+        }
+    }
+
+    fn parse(line: &str) -> Option<Op> {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let num = |s: &str| -> Option<u64> {
+            match s.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16).ok(),
+                None => s.parse().ok(),
+            }
+        };
+        Some(match w.as_slice() {
+            ["open", path, flags] => Op::Open {
+                path: path.to_string(),
+                flags: num(flags)? as i32,
+            },
+            ["read", slot, size, ptr] => Op::Read {
+                slot: num(slot)? as usize,
+                size: num(size)? as usize,
+                ptr: Ptr::parse(ptr)?,
+            },
+            ["write", slot, size, ptr, fill] => Op::Write {
+                slot: num(slot)? as usize,
+                size: num(size)? as usize,
+                ptr: Ptr::parse(ptr)?,
+                fill: num(fill)? as u8,
+            },
+            ["ioctl", slot, cmd, ptr, arg] => Op::Ioctl {
+                slot: num(slot)? as usize,
+                cmd: num(cmd)?,
+                ptr: Ptr::parse(ptr)?,
+                arg: num(arg)?,
+            },
+            ["dup", slot] => Op::Dup {
+                slot: num(slot)? as usize,
+            },
+            ["close", slot] => Op::Close {
+                slot: num(slot)? as usize,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// A sequence of ops run in one process from no open fds; its text is one op per line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Program(Vec<Op>);
+
+/// Ops per program at most.
+const MAX_OPS: usize = 16;
+
+impl Program {
+    fn random(rng: &mut Rng, devices: &[String]) -> Program {
+        let n = 1 + rng.below(8) as usize;
+        // Start with an open: most ops need an fd.
+        let mut ops = vec![Op::random(rng, devices)];
+        while !matches!(ops[0], Op::Open { .. }) {
+            ops[0] = Op::random(rng, devices);
+        }
+        ops.extend((1..n).map(|_| Op::random(rng, devices)));
+        Program(ops)
+    }
+
+    fn text(&self) -> String {
+        self.0.iter().fold(String::new(), |mut s, op| {
+            let _ = writeln!(s, "{}", op.text());
+            s
+        })
+    }
+
+    fn parse(text: &str) -> Option<Program> {
+        let ops: Option<Vec<Op>> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(Op::parse)
+            .collect();
+        ops.filter(|o| !o.is_empty()).map(Program)
+    }
+
+    /// A name from the content (FNV-1a), so equal programs share a file.
+    fn hash(&self) -> String {
+        let h = self.text().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        format!("{h:016x}")
+    }
+
+    fn mutate(&self, rng: &mut Rng, corpus: &[Program], devices: &[String]) -> Program {
+        let mut ops = self.0.clone();
+        for _ in 0..1 + rng.below(3) {
+            let i = rng.below(ops.len() as u64) as usize;
+            match rng.below(5) {
+                0 if ops.len() < MAX_OPS => ops.insert(i, Op::random(rng, devices)),
+                1 if ops.len() > 1 => {
+                    ops.remove(i);
+                }
+                2 if ops.len() < MAX_OPS => {
+                    let op = ops[i].clone();
+                    ops.insert(i, op);
+                }
+                3 if !corpus.is_empty() => {
+                    let other = &rng.pick(corpus).0;
+                    let cut = rng.below(other.len() as u64) as usize;
+                    ops.truncate(i + 1);
+                    ops.extend(other[cut..].iter().cloned());
+                    ops.truncate(MAX_OPS);
+                }
+                _ => ops[i] = Op::random(rng, devices),
+            }
+        }
+        Program(ops)
+    }
+
+    /// Run it; every fd it opened is closed at the end.
+    fn run(&self, buf: &mut [u8]) {
+        let mut fds: Vec<i32> = Vec::new();
+        for op in &self.0 {
+            let fd = |slot: usize| (!fds.is_empty()).then(|| fds[slot % fds.len()]);
+            // SAFETY (every libc call): the kernel validates fds and user pointers; bad ones
+            // are the point. `buf` is at least as large as any size passed (capped below).
+            unsafe {
+                match op {
+                    Op::Open { path, flags } => {
+                        let Ok(p) = CString::new(path.as_str()) else {
+                            continue;
+                        };
+                        let f = libc::open(p.as_ptr(), *flags);
+                        if f >= 0 {
+                            fds.push(f);
+                        }
+                    }
+                    Op::Read { slot, size, ptr } => {
+                        if let Some(fd) = fd(*slot) {
+                            libc::read(fd, ptr.get(buf), (*size).min(buf.len()));
+                        }
+                    }
+                    Op::Write {
+                        slot,
+                        size,
+                        ptr,
+                        fill,
+                    } => {
+                        if let Some(fd) = fd(*slot) {
+                            let n = (*size).min(buf.len());
+                            buf[..n].fill(*fill);
+                            libc::write(fd, ptr.get(buf), n);
+                        }
+                    }
+                    Op::Ioctl {
+                        slot,
+                        cmd,
+                        arg,
+                        ptr,
+                    } => {
+                        if let Some(fd) = fd(*slot) {
+                            let a = match ptr {
+                                Ptr::Low => *arg as usize,
+                                p => p.get(buf) as usize,
+                            };
+                            libc::ioctl(fd, *cmd as _, a);
+                        }
+                    }
+                    Op::Dup { slot } => {
+                        if let Some(fd) = fd(*slot) {
+                            let d = libc::dup(fd);
+                            if d >= 0 {
+                                fds.push(d);
+                            }
+                        }
+                    }
+                    Op::Close { slot } => {
+                        if !fds.is_empty() {
+                            let i = slot % fds.len();
+                            libc::close(fds.swap_remove(i));
+                        }
+                    }
+                }
+            }
+        }
+        for f in fds {
+            // SAFETY: closing our own fd.
+            unsafe { libc::close(f) };
+        }
+    }
+}
+
+/// Report markers in kernel log records (as `xtask/src/logscan.rs` looks for them).
+const REPORT_MARKERS: &[&str] = &[
+    "BUG:",
+    "WARNING:",
+    "Oops:",
+    "general protection fault",
+    "UBSAN:",
+    "Kernel panic",
+    "possible circular locking",
+    "possible recursive locking",
+    "inconsistent lock state",
+    "rust_kernel: panicked",
+];
+
+/// The corpus directory's programs, by file name.
+fn load_corpus(dir: &str) -> Vec<(String, Program)> {
+    let mut v: Vec<(String, Program)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if !name.ends_with(".prog") || name.starts_with("report-") {
+                        return None;
+                    }
+                    let text = std::fs::read_to_string(e.path()).ok()?;
+                    Some((name, Program::parse(&text)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn save(dir: &str, name: &str, p: &Program) {
+    let path = format!("{dir}/{name}");
+    if !std::path::Path::new(&path).exists() {
+        if let Err(e) = std::fs::write(&path, p.text()) {
+            eprintln!("kfuzz: {path}: {e}");
+        }
+    }
+}
+
+/// One coverage-guided worker (a process of its own, single-threaded: KCOV is per task).
+/// Returns the ops run.
+fn guided_worker(
+    seed: u64,
+    id: u64,
+    devices: &[String],
+    corpus_dir: &str,
+    deadline: Instant,
+) -> u64 {
+    let kcov = match Kcov::open(kcov::THREAD_WORDS).and_then(|k| k.enable().map(|()| k)) {
+        Ok(k) => k,
+        Err(e) => {
+            println!("kfuzz: worker {id}: --guided needs KCOV (the debug kernel): {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut rng = Rng::new(seed, id);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut known: HashSet<String> = HashSet::new();
+    let mut corpus: Vec<Program> = Vec::new();
+    let mut log = guest::Kmsg::new();
+    let (mut ops, mut execs, mut kept, mut loaded) = (0u64, 0u64, 0u64, 0u64);
+    // Start from the saved corpus: run each once for the coverage it has.
+    let mut queue: Vec<Program> = Vec::new();
+    let rescan = |known: &mut HashSet<String>, queue: &mut Vec<Program>| {
+        for (name, p) in load_corpus(corpus_dir) {
+            if known.insert(name) {
+                queue.push(p);
+            }
+        }
+    };
+    rescan(&mut known, &mut queue);
+    loaded += queue.len() as u64;
+    while Instant::now() < deadline {
+        let (prog, from_corpus) = match queue.pop() {
+            Some(p) => (p, true),
+            None if corpus.is_empty() || rng.below(10) == 0 => {
+                (Program::random(&mut rng, devices), false)
+            }
+            None => {
+                let base = rng.pick(&corpus).clone();
+                (base.mutate(&mut rng, &corpus, devices), false)
+            }
+        };
+        kcov.reset();
+        prog.run(&mut buf);
+        let pcs = kcov.pcs();
+        execs += 1;
+        ops += prog.0.len() as u64;
+        let mut new = 0;
+        for pc in pcs {
+            new += usize::from(seen.insert(pc));
+        }
+        if new > 0 || from_corpus {
+            if new > 0 && !from_corpus {
+                kept += 1;
+                let name = format!("{}.prog", prog.hash());
+                save(corpus_dir, &name, &prog);
+                known.insert(name);
+            }
+            corpus.push(prog.clone());
+        }
+        let reports: Vec<String> = log
+            .lines()
+            .into_iter()
+            .filter(|l| REPORT_MARKERS.iter().any(|m| l.contains(m)))
+            .collect();
+        if !reports.is_empty() {
+            let name = format!("report-{}.prog", prog.hash());
+            save(corpus_dir, &name, &prog);
+            println!(
+                "kfuzz: worker {id}: a kernel report after this program ({corpus_dir}/{name}; \
+                 `kfuzz --replay` runs it):\n{}kfuzz: the report starts: {}",
+                prog.text(),
+                reports[0]
+            );
+        }
+        if execs.is_multiple_of(256) {
+            rescan(&mut known, &mut queue);
+        }
+    }
+    println!(
+        "kfuzz: worker {id}: {execs} programs, {kept} kept (corpus {} with {loaded} loaded), \
+         {} distinct PCs",
+        corpus.len(),
+        seen.len()
+    );
+    write_coverage(&seen);
     ops
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut seed, mut seconds, mut workers) = (1u64, 10u64, 4u64);
+    let (mut guided, mut corpus, mut replay) = (false, "/tmp/kfuzz-corpus".to_string(), None);
     let mut devices = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -211,14 +758,38 @@ fn main() {
                     .and_then(|v| v.parse().ok())
                     .expect("--workers N")
             }
+            "--guided" => guided = true,
+            "--corpus" => corpus = args.next().expect("--corpus DIR"),
+            "--replay" => replay = Some(args.next().expect("--replay FILE")),
             d => devices.push(d.to_string()),
         }
     }
+    if let Some(file) = replay {
+        let text = std::fs::read_to_string(&file).expect("read the program");
+        let prog = Program::parse(&text).expect("a kfuzz program");
+        println!("kfuzz: replaying {file}:\n{}", prog.text());
+        install_timer();
+        prog.run(&mut vec![0u8; 1 << 20]);
+        println!("kfuzz: done");
+        return;
+    }
     if devices.is_empty() {
-        eprintln!("usage: kfuzz --seed S --seconds N [--workers W] DEVICE...");
+        eprintln!(
+            "usage: kfuzz --seed S --seconds N [--workers W] [--guided [--corpus DIR]] DEVICE...\n       kfuzz --replay FILE"
+        );
         std::process::exit(2);
     }
-    println!("kfuzz: seed {seed}, {seconds} s, {workers} workers, devices {devices:?}");
+    println!(
+        "kfuzz: seed {seed}, {seconds} s, {workers} workers, {}, devices {devices:?}",
+        if guided {
+            format!("coverage-guided (corpus {corpus})")
+        } else {
+            "random".to_string()
+        }
+    );
+    if guided {
+        std::fs::create_dir_all(&corpus).expect("the corpus directory");
+    }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut pids = Vec::new();
     for id in 0..workers {
@@ -226,7 +797,11 @@ fn main() {
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             install_timer();
-            let ops = worker(seed, id, &devices, deadline);
+            let ops = if guided {
+                guided_worker(seed, id, &devices, &corpus, deadline)
+            } else {
+                worker(seed, id, &devices, deadline)
+            };
             println!("kfuzz: worker {id} ran {ops} ops");
             // SAFETY: leaving the child without running the parent's atexit handlers.
             unsafe { libc::_exit(0) };
@@ -244,8 +819,35 @@ fn main() {
                 libc::WTERMSIG(st)
             );
             bad += 1;
+        } else if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) != 0 {
+            println!("kfuzz: worker pid {pid} exited {}", libc::WEXITSTATUS(st));
+            bad += 1;
         }
     }
-    println!("kfuzz: done, seed {seed}, {bad} workers died");
+    println!("kfuzz: done, seed {seed}, {bad} workers failed");
     std::process::exit(if bad == 0 { 0 } else { 1 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_round_trip_through_their_text() {
+        let devices = vec!["/dev/rfifo0".to_string(), "/dev/rust_hello".to_string()];
+        let mut rng = Rng::new(7, 0);
+        let mut corpus = Vec::new();
+        for _ in 0..200 {
+            let p = Program::random(&mut rng, &devices);
+            assert!(matches!(p.0[0], Op::Open { .. }));
+            assert_eq!(Program::parse(&p.text()), Some(p.clone()), "{}", p.text());
+            let m = p.mutate(&mut rng, &corpus, &devices);
+            assert!(!m.0.is_empty() && m.0.len() <= MAX_OPS);
+            assert_eq!(Program::parse(&m.text()), Some(m.clone()));
+            corpus.push(p);
+        }
+        assert_eq!(Program::parse("# nothing\n"), None);
+        assert_eq!(Program::parse("open /dev/x 0x2\nfrobnicate 1\n"), None);
+        assert_ne!(corpus[0].hash(), corpus[1].hash());
+    }
 }
