@@ -155,6 +155,7 @@ fn kstrtoull(s: &[u8]) -> Result<u64> {
 }
 
 /// C's `kstrtoll(s, 0, ..)`: one optional leading `-` or `+`.
+#[inline]
 fn kstrtoll(s: &[u8]) -> Result<i64> {
     if let Some(digits) = s.strip_prefix(b"-") {
         // Two's complement negation in `u64`, as C's `-tmp`: a magnitude above 2^63 gives a
@@ -177,9 +178,13 @@ pub(crate) trait Kstrtox: Sized {
     fn kstrtox(s: &[u8]) -> Result<Self>;
 }
 
+// The `#[inline]` on the parsers below keeps them out of a module that does not use their
+// type: a module is an rlib, which otherwise compiles every non-generic trait method of it
+// (and what they call), used or not (1.7 KB of rfifo, which has `u32` parameters only).
 macro_rules! impl_kstrtox {
     ($via:ident: $($ty:ty),*) => {$(
         impl Kstrtox for $ty {
+            #[inline]
             fn kstrtox(s: &[u8]) -> Result<Self> {
                 <$ty>::try_from($via(s)?).map_err(|_| ERANGE)
             }
@@ -202,12 +207,14 @@ macro_rules! impl_int_param {
         impl ParamValue for $ty {
             const TYPE_NAME: &'static str = $name;
 
+            #[inline]
             fn parse(arg: Option<&[u8]>) -> Result<Self> {
                 // `kstrto*()` handles the trailing newline itself. Out of range is `EINVAL`
                 // here (module docs).
                 kstrtox::<$ty>(arg.ok_or(EINVAL)?).map_err(|_| EINVAL)
             }
 
+            #[inline]
             fn show(&self, f: &mut Formatter<'_>) -> fmt::Result {
                 f.write_fmt(fmt!("{}", self))
             }
@@ -228,6 +235,7 @@ impl ParamValue for bool {
     const TYPE_NAME: &'static str = "bool";
     const NOARG: bool = true;
 
+    #[inline]
     fn parse(arg: Option<&[u8]>) -> Result<Self> {
         match arg {
             None => Ok(true),
@@ -236,6 +244,7 @@ impl ParamValue for bool {
         }
     }
 
+    #[inline]
     fn show(&self, f: &mut Formatter<'_>) -> fmt::Result {
         f.write_str(if *self { "Y" } else { "N" })
     }
