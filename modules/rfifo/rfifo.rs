@@ -58,13 +58,17 @@
 //! # rmmod rfifo
 //! ```
 //!
-//! Design: a ring buffer (`KVVec<u8>`, head + len) per device behind a `Mutex`, bytes copied
+//! Design: a ring buffer (`mem.rs`, head + len) per device behind a `Mutex`, bytes copied
 //! directly between the ring and the caller's iov iterator with the lock held only for
-//! that (one lock round trip per `read`/`write` unless it has to wait); blocked openers
-//! wait on a `CondVar`, blocked readers and writers on the wait queues of `waitq.rs`
-//! (released lock), and a side is woken only when someone waits on it (counted under the
-//! lock) or has polled. Per-open byte counts are atomics, written under the same lock.
-//! `poll` reads a status word that every change publishes under the lock (`fifo.rs`).
+//! that (one lock round trip per `read`/`write` unless it has to wait); blocked openers,
+//! readers and writers wait on the wait queues of `waitq.rs` (released lock), and a side
+//! is woken only when someone sleeps on it (flagged under the lock), or polled and the
+//! status it polls changed (or polled edge-triggered, for readers). Per-open byte counts are
+//! atomics, added to after each `read`/`write`. `poll` reads a status word that every
+//! change publishes under the lock, checked in two comparisons per `read`/`write`
+//! (`fifo.rs`). A `write` that fits is copied in one go; only one that must wait or be
+//! split takes the general path. The devices are a list owned by the module; open files
+//! borrow theirs (`chrdev.rs`).
 //!
 //! Files (Kbuild builds `rfifo.rs`; rustc follows the `mod` declarations):
 //!
@@ -76,26 +80,25 @@
 //! | `fifo.rs` | the FIFO rules: open, read, write, poll, ioctls, fdinfo, release | no |
 //! | `waitq.rs` | wait queues for sleeping readers/writers and pollers | yes, invariants at its top |
 //! | `chrdev.rs` | `cdev` region, `file_operations` trampolines, `send_sig`, `capable` | yes, invariants at its top |
+//! | `mem.rs` | the ring's memory (one zeroed `kvmalloc()`) | yes, invariants at its top |
 //!
 //! How this differs from the chapter's code (a `cdev` region instead of `MiscDevice`, and
 //! why: 7.3's `misc_open()` holds the global `misc_mtx` across a blocking FIFO open) is in
 //! [docs/chapter-map.md](../../docs/chapter-map.md), with the other API differences.
 
 use crate::{
-    fifo::Fifo,
+    fifo::Devices,
     ring::check_capacity,
     uapi::{
         MAX_CAPACITY,
         MIN_CAPACITY, //
     },
 };
-use kernel::{
-    prelude::*,
-    sync::Arc, //
-};
+use kernel::prelude::*;
 
 mod chrdev;
 mod fifo;
+mod mem;
 #[path = "../common/params.rs"]
 mod params;
 mod ring;
@@ -146,7 +149,7 @@ impl kernel::InPlaceModule for RfifoModule {
     }
 }
 
-fn make_fifos() -> Result<KVec<Arc<Fifo>>> {
+fn make_fifos() -> Result<Devices> {
     let n = devices.get();
     let bytes = capacity.get();
     if !(1..=MAX_DEVICES).contains(&n) {
@@ -157,10 +160,7 @@ fn make_fifos() -> Result<KVec<Arc<Fifo>>> {
         pr_err!("capacity={bytes} is out of range {MIN_CAPACITY}..={MAX_CAPACITY}\n");
         return Err(EINVAL);
     };
-    let mut fifos = KVec::with_capacity(n as usize, GFP_KERNEL)?;
-    for _ in 0..n {
-        fifos.push(Fifo::new(cap)?, GFP_KERNEL)?;
-    }
+    let fifos = Devices::new(n as usize, cap)?;
     pr_info!("{n} devices of {cap} bytes\n");
     Ok(fifos)
 }

@@ -8,9 +8,12 @@
 //! memory (`IovIterSource`/`IovIterDest`, a copy may stop short at a fault) and, in the
 //! tests, on slices that stop short where a test wants them to.
 
-use crate::uapi::{
-    MAX_CAPACITY,
-    MIN_CAPACITY, //
+use crate::{
+    mem::RingMem,
+    uapi::{
+        MAX_CAPACITY,
+        MIN_CAPACITY, //
+    },
 };
 use core::cmp::min;
 use kernel::{
@@ -38,6 +41,11 @@ pub(crate) fn check_capacity(bytes: u32) -> Result<usize> {
     } else {
         Err(EINVAL)
     }
+}
+
+/// [`Ring::low_water`] of a ring of `cap` bytes: `cap - min(PIPE_BUF, cap)`.
+fn low_water_of(cap: usize) -> usize {
+    cap - min(PIPE_BUF, cap)
 }
 
 /// `i % cap` for `i < 2 * cap` (ring indices), without a division.
@@ -84,17 +92,19 @@ impl Sink for IovIterDest<'_> {
 /// `buf.len()` is 0 (no ring allocated) or within `MIN_CAPACITY..=MAX_CAPACITY`;
 /// `len <= buf.len()`; `head < buf.len()` or `head == 0`. So no sum of two of `head`, `len`
 /// and `buf.len()` overflows a `usize`, which the unchecked (wrapping) arithmetic below
-/// relies on. [`Source::take`] / [`Sink::put`] return at most the length of the slice they
-/// were given.
+/// relies on. `low_water == low_water_of(buf.len())`. [`Source::take`] / [`Sink::put`]
+/// return at most the length of the slice they were given.
 pub(crate) struct Ring {
     /// The ring; empty (unallocated) while no file is open.
-    buf: KVVec<u8>,
+    buf: RingMem,
     /// Size of the ring that [`Ring::allocate`] allocates.
     capacity: usize,
     /// Index of the oldest byte.
     head: usize,
     /// Bytes in the ring.
     len: usize,
+    /// The fill at or below which [`Ring::atomic_max`] bytes fit ([`Ring::writable`]).
+    low_water: usize,
     /// Bytes ever copied in / out (64-bit counters: they wrap after 16 EiB, like the C
     /// twin's `u64`).
     bytes_in: u64,
@@ -106,10 +116,11 @@ impl Ring {
     /// (`capacity` from [`check_capacity`]).
     pub(crate) fn new(capacity: usize) -> Self {
         Ring {
-            buf: KVVec::new(),
+            buf: RingMem::empty(),
             capacity,
             head: 0,
             len: 0,
+            low_water: 0,
             bytes_in: 0,
             bytes_out: 0,
         }
@@ -118,28 +129,31 @@ impl Ring {
     /// Allocate the ring if it is not (the first open file).
     pub(crate) fn allocate(&mut self) -> Result {
         if self.buf.is_empty() {
-            self.buf = KVVec::from_elem(0u8, self.capacity, ring_gfp())?;
+            self.buf = RingMem::zeroed(self.capacity, ring_gfp())?;
+            self.low_water = low_water_of(self.capacity);
         }
         Ok(())
     }
 
     /// Discard the data and hand the memory back (the last close); the caller drops it,
     /// preferably after unlocking.
-    pub(crate) fn release(&mut self) -> KVVec<u8> {
+    pub(crate) fn release(&mut self) -> RingMem {
         self.head = 0;
         self.len = 0;
+        self.low_water = 0;
         core::mem::take(&mut self.buf)
     }
 
     /// Swap in `buf` (of [`check_capacity`] bytes, allocated by the caller) as the new ring
     /// and the new capacity; `buf` then holds the old ring, for the caller to drop
     /// (preferably after unlocking). `EBUSY` (nothing changed) unless the ring is empty.
-    pub(crate) fn replace(&mut self, buf: &mut KVVec<u8>) -> Result {
+    pub(crate) fn replace(&mut self, buf: &mut RingMem) -> Result {
         if self.len > 0 {
             return Err(EBUSY);
         }
         self.capacity = buf.len();
         self.head = 0;
+        self.low_water = low_water_of(self.capacity);
         core::mem::swap(&mut self.buf, buf);
         Ok(())
     }
@@ -182,19 +196,31 @@ impl Ring {
         min(PIPE_BUF, self.buf.len())
     }
 
+    /// The fill at or below which [`Ring::writable`] holds.
+    #[inline(always)]
+    pub(crate) fn low_water(&self) -> usize {
+        self.low_water
+    }
+
+    /// Does a write of [`Ring::atomic_max`] bytes fit (`free() >= atomic_max()`)?
+    #[inline(always)]
+    pub(crate) fn writable(&self) -> bool {
+        self.len <= self.low_water
+    }
+
     /// Move up to `n <= self.len()` bytes from the ring to `sink`; returns the bytes moved
     /// (fewer than `n` only if the sink faulted).
     #[inline(always)]
     pub(crate) fn copy_out<S: Sink>(&mut self, sink: &mut S, n: usize) -> usize {
         let cap = self.buf.len();
         let head = self.head;
-        // `head <= cap`: cannot underflow.
-        let first = min(n, cap.wrapping_sub(head));
-        // `head + first <= cap`.
-        let mut done = sink.put(&self.buf[head..head.wrapping_add(first)]);
+        // `head <= cap` (type invariant): the split does not panic.
+        let (before_head, from_head) = self.buf.split_at(head);
+        let first = min(n, from_head.len());
+        let mut done = sink.put(&from_head[..first]);
         if done == first && n > first {
-            // `n - first < n <= len <= cap`; the sum is at most `n`.
-            done = done.wrapping_add(sink.put(&self.buf[..n.wrapping_sub(first)]));
+            // The rest wrapped to the start: `n - first <= len - (cap - head) <= head`.
+            done = done.wrapping_add(sink.put(&before_head[..n.wrapping_sub(first)]));
         }
         // `done <= n <= len`.
         self.len = self.len.wrapping_sub(done);
@@ -216,12 +242,12 @@ impl Ring {
         let cap = self.buf.len();
         // `head + len < 2 * cap` (type invariant), so `tail < cap`.
         let tail = wrap(self.head.wrapping_add(self.len), cap);
-        let first = min(n, cap.wrapping_sub(tail));
-        // `tail + first <= cap`.
-        let mut done = src.take(&mut self.buf[tail..tail.wrapping_add(first)]);
+        let (before_tail, from_tail) = self.buf.split_at_mut(tail);
+        let first = min(n, from_tail.len());
+        let mut done = src.take(&mut from_tail[..first]);
         if done == first && n > first {
-            // `n - first < n <= free <= cap`; the sum is at most `n`.
-            done = done.wrapping_add(src.take(&mut self.buf[..n.wrapping_sub(first)]));
+            // The rest wraps to the start, before `head <= tail`: `n - first <= head`.
+            done = done.wrapping_add(src.take(&mut before_tail[..n.wrapping_sub(first)]));
         }
         // `done <= n <= free = cap - len`.
         self.len = self.len.wrapping_add(done);
@@ -338,6 +364,34 @@ mod tests {
     }
 
     #[test]
+    fn writable_is_free_at_least_atomic_max() -> Result {
+        for cap in [1, 100, PIPE_BUF, PIPE_BUF + 1, 3 * PIPE_BUF] {
+            let low = cap - min(PIPE_BUF, cap);
+            // Both sides of the low water mark, empty and full.
+            for fill in [0, low.saturating_sub(1), low, low + 1, cap - 1, cap] {
+                let fill = min(fill, cap);
+                let mut r = ring(cap)?;
+                assert_eq!(r.copy_in(&mut source(0), fill), fill);
+                // The triple names the case in a failure report.
+                let fits = r.free() >= r.atomic_max();
+                assert_eq!((cap, fill, r.writable()), (cap, fill, fits));
+            }
+            let mut r = ring(cap)?;
+            r.copy_in(&mut source(0), cap);
+            assert!(!r.writable());
+            let mem = r.release();
+            assert!(r.writable() && mem.len() == cap);
+        }
+        let mut r = ring(8)?;
+        r.copy_in(&mut source(0), 8);
+        r.clear();
+        let mut bigger = RingMem::zeroed(PIPE_BUF * 2, GFP_KERNEL)?;
+        r.replace(&mut bigger)?;
+        assert_eq!(r.low_water(), PIPE_BUF);
+        Ok(())
+    }
+
+    #[test]
     fn bytes_come_out_in_order_across_the_wrap() -> Result {
         let mut r = ring(8)?;
         assert_eq!(r.copy_in(&mut source(0), 5), 5);
@@ -423,7 +477,7 @@ mod tests {
     fn replace_needs_an_empty_ring_and_release_discards() -> Result {
         let mut r = ring(8)?;
         r.copy_in(&mut source(0), 3);
-        let mut bigger = KVVec::from_elem(0u8, 16, GFP_KERNEL)?;
+        let mut bigger = RingMem::zeroed(16, GFP_KERNEL)?;
         assert_eq!(r.replace(&mut bigger), Err(EBUSY));
         assert_eq!((r.capacity(), r.len(), bigger.len()), (8, 3, 16));
         r.clear();

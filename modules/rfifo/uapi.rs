@@ -31,16 +31,16 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    /// The user-visible bytes (native endianness, C layout).
-    pub(crate) fn to_bytes(&self) -> [u8; size_of::<Stats>()] {
-        let mut out = [0u8; size_of::<Stats>()];
-        let words = [self.bytes_in, self.bytes_out, self.fill, self.opens];
-        for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&w.to_ne_bytes());
-        }
-        out[32..36].copy_from_slice(&self.readers.to_ne_bytes());
-        out[36..40].copy_from_slice(&self.writers.to_ne_bytes());
-        out
+    /// The user-visible layout (native endianness, C layout) as five `__u64` words: the
+    /// two `__u32`s share the last one, `readers` at the lower address.
+    pub(crate) fn to_words(&self) -> [u64; 5] {
+        let (r, w) = (u64::from(self.readers), u64::from(self.writers));
+        let last = if cfg!(target_endian = "little") {
+            r | (w << 32)
+        } else {
+            (r << 32) | w
+        };
+        [self.bytes_in, self.bytes_out, self.fill, self.opens, last]
     }
 }
 

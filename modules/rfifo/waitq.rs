@@ -11,9 +11,10 @@
 //!   the queue (`finish_wait`) before that frame returns.
 //! - A poll entry (`poll_wait` through [`PollTable::register`]) may only be added for a file
 //!   that keeps its queue alive: the queue's owner must outlive every open file of the
-//!   device (rfifo: the open file holds an `Arc` of the `Fifo` that owns the queue). Then
-//!   no poll entry and no RCU reader of one is left when the queue is dropped (see the
-//!   `PinnedDrop`), so the drop needs neither `wake_up_pollfree()` nor an RCU grace period.
+//!   device (rfifo: the module owns the `Fifo` that owns the queue and outlives its open
+//!   files, see `chrdev.rs`). Then no poll entry and no RCU reader of one is left when the
+//!   queue is dropped (see the `PinnedDrop`), so the drop needs neither
+//!   `wake_up_pollfree()` nor an RCU grace period.
 //! - A [`PollTable`] holds a `poll_table` pointer that is null or valid for the `poll` call
 //!   it was made for, and is not `Send`.
 //!
@@ -23,7 +24,7 @@
 //! the test VM's TCG each call is an indirect-jump lookup, which made the 1-byte ping-pong
 //! ~8% slower than the C twin. [`WaitQueue::wait`] is the `prepare_to_wait_event()` /
 //! `schedule()` / `finish_wait()` sequence of the C macro, with the mutex released around
-//! `schedule()`.
+//! `schedule()`. Blocked opens use it too (one wait site, no `CondVar` code in the module).
 
 use core::{
     marker::PhantomData,
