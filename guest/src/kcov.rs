@@ -219,10 +219,31 @@ fn start_thread() {
     });
 }
 
+/// Run `unload` (a `delete_module`) between two flushes: the PCs before it against the
+/// current layout, those of the module's exit code against the layout from before (the
+/// module is gone afterwards).
+pub fn around_unload<T>(unload: impl FnOnce() -> T) -> T {
+    if out_dir().is_none() || THREAD.with(|t| t.borrow().is_none()) {
+        return unload();
+    }
+    flush_current_thread();
+    let before = module_sections();
+    let r = unload();
+    flush_with(&before);
+    r
+}
+
 /// Write the calling thread's coverage so far to `$RKM_KCOV_DIR/<pid>.<tid>` and start
-/// over; nothing when collection is off. Called before a module is unloaded (its address
-/// is needed) and when the thread ends.
+/// over; nothing when collection is off. Called around a module's unload (its address is
+/// needed) and when the thread ends.
 pub fn flush_current_thread() {
+    if out_dir().is_some() && THREAD.with(|t| t.borrow().is_some()) {
+        flush_with(&module_sections());
+    }
+}
+
+/// [`flush_current_thread`] with this module layout.
+fn flush_with(sections: &[(u64, String, String)]) {
     let Some(dir) = out_dir() else {
         return;
     };
@@ -236,7 +257,7 @@ pub fn flush_current_thread() {
         if pcs.is_empty() {
             return;
         }
-        let lines = relative_lines(&pcs, &module_sections());
+        let lines = relative_lines(&pcs, sections);
         // SAFETY: getpid/gettid have no preconditions.
         let (pid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
         let path = format!("{dir}/{pid}.{tid}");

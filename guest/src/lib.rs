@@ -94,16 +94,19 @@ pub mod kmod {
 
     /// Unload module `name` (non-blocking, like `rmmod`).
     pub fn unload(name: &str) -> Result<(), Errno> {
-        // Coverage runs: the module's PCs are only meaningful while it is loaded.
-        crate::kcov::flush_current_thread();
         let n = CString::new(name).expect("no NUL in name");
-        // SAFETY: valid NUL-terminated string.
-        let r = unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(Errno::last())
-        }
+        // Coverage runs: PCs are relative to where the module is, so they are written out
+        // before it goes, and its exit code's against the layout it had. (errno is read
+        // before that writing.)
+        crate::kcov::around_unload(|| {
+            // SAFETY: valid NUL-terminated string.
+            let r = unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(Errno::last())
+            }
+        })
     }
 
     /// Is `name` listed in `/proc/modules`?

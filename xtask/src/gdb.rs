@@ -717,6 +717,7 @@ mod tests {
     fn vm_gdb_breaks_in_hello_chardev_read_and_shows_rust_frames_and_values() {
         let src = util::repo_root().join("modules/hello_chardev/hello_chardev.rs");
         let check = line_of(&src, "if n == 0 && unread > 0 && wanted > 0");
+        let entry = line_of(&src, "fn read_iter(");
         let dir = util::target_dir().join("xtask-tests").join("gdb");
         std::fs::create_dir_all(&dir).unwrap();
         let script = dir.join("hello_chardev.gdb");
@@ -726,7 +727,8 @@ mod tests {
                 "rust-break hello_chardev::HelloDevice::read_iter\n\
                  continue\n\
                  bt 3\n\
-                 p iov\n\
+                 info args\n\
+                 p hello_chardev::TOTAL_RECEIVED\n\
                  break hello_chardev.rs:{check}\n\
                  continue\n\
                  bt 1\n\
@@ -754,7 +756,8 @@ mod tests {
             .find(|l| l.starts_with("#0 ") && l.contains("read_iter"))
             .unwrap_or_else(|| panic!("a backtrace in read_iter:\n{out}"));
         assert!(
-            frame0.contains("hello_chardev::{impl#") && frame0.contains("hello_chardev.rs:139"),
+            frame0.contains("hello_chardev::{impl#")
+                && frame0.contains(&format!("hello_chardev.rs:{entry}")),
             "frame #0 is hello_chardev's read_iter at its first line: {frame0}"
         );
         assert!(
@@ -765,10 +768,16 @@ mod tests {
                 && l.contains("rust/kernel/miscdevice.rs:")),
             "frame #1 is the kernel crate's adapter, a Rust frame with file:line:\n{out}"
         );
-        // Rust values: a reference with its Rust type, and a local after the read.
+        // Rust values: an argument (a struct of the kernel crate, as Rust writes it), a
+        // static, and a local after the read.
         assert!(
-            out.contains("(&mut kernel::iov::IovIterDest) 0x"),
-            "`p iov` prints a Rust reference:\n{out}"
+            out.contains("kiocb = kernel::fs::kiocb::Kiocb<")
+                && out.contains("{inner: core::ptr::non_null::NonNull<"),
+            "`info args` prints the Kiocb argument as a Rust value:\n{out}"
+        );
+        assert!(
+            out.contains("kernel::sync::atomic::Atomic<u64>"),
+            "`p hello_chardev::TOTAL_RECEIVED` prints the static's Rust type:\n{out}"
         );
         assert!(
             out.contains(&format!("hello_chardev.rs:{check}")),
