@@ -39,10 +39,7 @@ struct WarnDemo {
 
 impl kernel::InPlaceModule for WarnDemo {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        pr_info!(
-            "loaded, armed={}\n",
-            module_parameters::armed.value()
-        );
+        pr_info!("loaded, armed={}\n", module_parameters::armed.value());
         try_pin_init!(Self {
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"warn_demo",

@@ -46,7 +46,10 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "the guest's userland"),
     ("gcc-multilib", "32-bit C test programs (guest/c)"),
     ("qemu-system-x86", "the virtual machine"),
-    ("gdb", "cargo xtask gdb (gdb 13 with Python, the kernel's gdb scripts)"),
+    (
+        "gdb",
+        "cargo xtask gdb (gdb 13 with Python, the kernel's gdb scripts)",
+    ),
     ("lcov", "genhtml for cargo xtask coverage"),
 ];
 

@@ -113,11 +113,6 @@ impl Default for Machine {
 /// Guest memory of every job boot, in MiB.
 pub const MEM_MB: u32 = 1024;
 
-/// QEMU `edu` PCI devices (1234:11e8) per boot. None on main: the edu drivers (issue 12) are
-/// on branch `wip/edu` until they handle QEMU 7.2's DMA bound bug (a transfer that ends at
-/// the end of the device buffer aborts QEMU: "EDU: DMA range ... out of bounds").
-const EDU_DEVICES: u32 = 0;
-
 /// A QEMU accelerator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -283,9 +278,6 @@ pub fn boot(b: &BootSpec) -> Result<Booted> {
             &b.machine.smp.to_string(),
         ])
         .args(["-display", "none", "-no-reboot", "-nodefaults"]);
-    for _ in 0..EDU_DEVICES {
-        c.args(["-device", "edu"]);
-    }
     c.arg("-kernel")
         .arg(b.kernel.bzimage())
         .arg("-initrd")
