@@ -6,63 +6,17 @@
 //! log records from `/dev/kmsg` (with their priority), and use the devices like any program.
 
 use std::ffi::CString;
-use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+pub mod fault;
+pub mod fifo;
 pub mod kcov;
+pub mod sys;
 
-/// An errno value, printed with its symbolic name.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Errno(pub i32);
-
-impl Errno {
-    pub fn last() -> Errno {
-        Errno(io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    }
-
-    pub fn name(self) -> &'static str {
-        match self.0 {
-            libc::EPERM => "EPERM",
-            libc::ENOENT => "ENOENT",
-            libc::EINTR => "EINTR",
-            libc::EIO => "EIO",
-            libc::ENXIO => "ENXIO",
-            libc::E2BIG => "E2BIG",
-            libc::EBADF => "EBADF",
-            libc::EAGAIN => "EAGAIN",
-            libc::ENOMEM => "ENOMEM",
-            libc::EACCES => "EACCES",
-            libc::EFAULT => "EFAULT",
-            libc::EBUSY => "EBUSY",
-            libc::EEXIST => "EEXIST",
-            libc::ENODEV => "ENODEV",
-            libc::EINVAL => "EINVAL",
-            libc::ENOTTY => "ENOTTY",
-            libc::ENOSPC => "ENOSPC",
-            libc::EPIPE => "EPIPE",
-            libc::ERANGE => "ERANGE",
-            libc::ENOSYS => "ENOSYS",
-            libc::ENOEXEC => "ENOEXEC",
-            libc::EOVERFLOW => "EOVERFLOW",
-            _ => "E?",
-        }
-    }
-}
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}({})", self.name(), self.0)
-    }
-}
-
-impl From<io::Error> for Errno {
-    fn from(e: io::Error) -> Errno {
-        Errno(e.raw_os_error().unwrap_or(0))
-    }
-}
+pub use sys::Errno;
 
 /// Loading and unloading modules with `finit_module(2)` / `delete_module(2)`.
 pub mod kmod {
@@ -82,14 +36,16 @@ pub mod kmod {
     /// Load module `name` with `params` (e.g. `"my_param=7 flag=y"`); the exact errno on failure.
     pub fn load(name: &str, params: &str) -> Result<(), Errno> {
         let f = File::open(path(name)).map_err(Errno::from)?;
+        finit(&f, params)
+    }
+
+    /// `finit_module(file, params, 0)` of an open module file (tests that inject faults open
+    /// the file first, so that the faults land in the load itself).
+    pub fn finit(file: &File, params: &str) -> Result<(), Errno> {
         let p = CString::new(params).expect("no NUL in params");
         // SAFETY: valid fd and NUL-terminated string for the duration of the call.
-        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), p.as_ptr(), 0) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(Errno::last())
-        }
+        let r = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), p.as_ptr(), 0) };
+        crate::sys::cvt(r).map(drop)
     }
 
     /// Unload module `name` (non-blocking, like `rmmod`).
@@ -101,11 +57,7 @@ pub mod kmod {
         crate::kcov::around_unload(|| {
             // SAFETY: valid NUL-terminated string.
             let r = unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };
-            if r == 0 {
-                Ok(())
-            } else {
-                Err(Errno::last())
-            }
+            crate::sys::cvt(r).map(drop)
         })
     }
 
