@@ -24,11 +24,11 @@
 //! time): one line `MODULE SECTION 0xOFFSET` per distinct PC, `? 0xPC` when no loaded module
 //! contains it. The host maps those to source lines with the `.ko`'s DWARF.
 
+use crate::sys;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 #[cfg(target_feature = "crt-static")]
 use std::ffi::c_void;
-use crate::sys;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::OnceLock;

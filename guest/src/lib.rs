@@ -5,7 +5,7 @@
 //! Tests load modules with the real syscalls (so they see the exact errno), read new kernel
 //! log records from `/dev/kmsg` (with their priority), and use the devices like any program.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
@@ -17,6 +17,12 @@ pub mod kcov;
 pub mod sys;
 
 pub use sys::Errno;
+
+/// Kernel reports (BUG, WARNING, Oops, KASAN, ...): the host's one list of markers
+/// (`xtask/src/logscan/markers.rs`), compiled in here too.
+#[path = "../../xtask/src/logscan/markers.rs"]
+mod report_markers;
+pub use report_markers::report_kind;
 
 /// Loading and unloading modules with `finit_module(2)` / `delete_module(2)`.
 pub mod kmod {
@@ -36,15 +42,16 @@ pub mod kmod {
     /// Load module `name` with `params` (e.g. `"my_param=7 flag=y"`); the exact errno on failure.
     pub fn load(name: &str, params: &str) -> Result<(), Errno> {
         let f = File::open(path(name)).map_err(Errno::from)?;
-        finit(&f, params)
+        finit(&f, &CString::new(params).expect("no NUL in params"))
     }
 
-    /// `finit_module(file, params, 0)` of an open module file (tests that inject faults open
-    /// the file first, so that the faults land in the load itself).
-    pub fn finit(file: &File, params: &str) -> Result<(), Errno> {
-        let p = CString::new(params).expect("no NUL in params");
+    /// `finit_module(file, params, 0)` of an open module file. Tests that inject faults open
+    /// the file and make `params` first: this makes no other syscall and allocates nothing,
+    /// so the faults land in the load itself.
+    pub fn finit(file: &File, params: &CStr) -> Result<(), Errno> {
         // SAFETY: valid fd and NUL-terminated string for the duration of the call.
-        let r = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), p.as_ptr(), 0) };
+        let r =
+            unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
         crate::sys::cvt(r).map(drop)
     }
 
@@ -193,8 +200,8 @@ impl Kmsg {
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/kmsg")
             .expect("open /dev/kmsg");
-        // SAFETY: valid fd; SEEK_END on /dev/kmsg moves to the end of the log.
-        unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_END) };
+        // SEEK_END on /dev/kmsg moves to the end of the log.
+        let _ = sys::lseek(file.as_raw_fd(), 0, libc::SEEK_END);
         Kmsg { file }
     }
 

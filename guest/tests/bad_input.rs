@@ -245,9 +245,7 @@ fn every_bad_input_gets_its_errno() {
         ));
         rows.push((
             leak(format!("{dev} SET_CAPACITY 0")),
-            Box::new(move || {
-                rfifo_uapi::set_capacity(rw(dev).as_raw_fd(), 0).map_err(Errno::from)
-            }),
+            Box::new(move || rfifo_uapi::set_capacity(rw(dev).as_raw_fd(), 0).map_err(Errno::from)),
             libc::EINVAL,
         ));
         rows.push((

@@ -61,7 +61,7 @@ fn insmod_of_every_module_fails_cleanly_at_every_allocation() {
         total += walk(
             &format!("insmod {m}"),
             &[libc::ENOMEM],
-            || kmod::finit(&file, ""),
+            || kmod::finit(&file, c""),
             |ok| {
                 if ok {
                     kmod::unload(&m).unwrap_or_else(|e| panic!("rmmod {m}: {e:?}"));

@@ -10,10 +10,9 @@
 //!   that faults slowly (userfaultfd): they must not wait for it;
 //! - insmod + rmmod time with 64 devices (printed, not asserted).
 
-
+use guest::fault::{self, FailNth};
 use guest::fifo::*;
 use guest::kmod::{self, Loaded};
-use guest::fault::{self, FailNth};
 use guest::{is_debug_kernel, sh, sys, Errno};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -160,7 +159,7 @@ fn racing_open(m: &str, file: &File, n: u32, seen: &Arc<Seen>) -> bool {
     });
     let f = FailNth::new();
     f.arm(n);
-    let r = kmod::finit(file, "devices=64");
+    let r = kmod::finit(file, c"devices=64");
     f.left();
     stop.store(true, Ordering::SeqCst);
     match r {
@@ -205,7 +204,7 @@ fn open_during_failing_init(m: &'static str) {
     let f = FailNth::new();
     const BIG: u32 = 1_000_000;
     f.arm(BIG);
-    kmod::finit(&file, "devices=64").expect("load without injection");
+    kmod::finit(&file, c"devices=64").expect("load without injection");
     let points = BIG - f.left();
     kmod::unload(m).unwrap();
     // Spread the attempts over the load (most fault points are in the 64 device_create()s).

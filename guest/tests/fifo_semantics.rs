@@ -8,7 +8,6 @@
 //! writes page-aligned where the difference would show (e.g. a FIFO can have fewer free
 //! bytes than `capacity - fill`).
 
-
 use guest::fifo::*;
 use guest::kmod::Loaded;
 use guest::{sys, Errno};

@@ -2,7 +2,6 @@
 //! twin (`cfifo`) alike: the ioctls of `include/uapi/rfifo.h` (through the `rfifo-uapi`
 //! crate), `/proc/<pid>/fdinfo`, module refcounting and parameter checks.
 
-
 use guest::fifo::*;
 use guest::kmod::{self, Loaded};
 use guest::{sys, Errno, Kmsg};

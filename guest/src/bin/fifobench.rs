@@ -176,7 +176,7 @@ fn load_cycle_ms(module: &str, path: &str, n: usize) -> f64 {
     let start = Instant::now();
     for _ in 0..n {
         let f = std::fs::File::open(path).unwrap();
-        kmod::finit(&f, "").unwrap_or_else(|e| panic!("insmod {module}: {e:?}"));
+        kmod::finit(&f, c"").unwrap_or_else(|e| panic!("insmod {module}: {e:?}"));
         kmod::unload(module).unwrap_or_else(|e| panic!("rmmod {module}: {e:?}"));
     }
     start.elapsed().as_secs_f64() * 1e3 / n as f64
