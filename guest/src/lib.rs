@@ -229,6 +229,15 @@ impl Kmsg {
         self.read().into_iter().map(|r| r.text).collect()
     }
 
+    /// Texts of the new records of `module` (`module: text`), the prefix stripped.
+    pub fn module_lines(&mut self, module: &str) -> Vec<String> {
+        let prefix = format!("{module}: ");
+        self.lines()
+            .into_iter()
+            .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    }
+
     /// Wait up to `timeout` for a new record containing `needle`; returns it.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Option<Record> {
         let start = Instant::now();

@@ -19,10 +19,7 @@ fn fresh() -> (Loaded, Kmsg) {
 
 /// The texts of the module's own new log records, prefix stripped.
 fn module_lines(log: &mut Kmsg) -> Vec<String> {
-    log.lines()
-        .into_iter()
-        .filter_map(|l| l.strip_prefix("hello_chardev: ").map(str::to_string))
-        .collect()
+    log.module_lines("hello_chardev")
 }
 
 fn pread(f: &File, len: usize, off: i64) -> Result<Vec<u8>, Errno> {
