@@ -99,6 +99,27 @@ fn size(rng: &mut Rng) -> usize {
     }
 }
 
+/// Random `open` flags: read, write or both, half of the time non-blocking.
+fn open_flags(rng: &mut Rng) -> i32 {
+    *rng.pick(&[libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR])
+        | if rng.below(2) == 0 {
+            libc::O_NONBLOCK
+        } else {
+            0
+        }
+}
+
+/// A random ioctl number, mostly plausible: the devices' magics, directions and sizes.
+fn ioctl_cmd(rng: &mut Rng) -> u64 {
+    let any = rng.below(256);
+    let magic = *rng.pick(&[0xB9u64, 0xB9, b'r' as u64, any]);
+    let dir = rng.below(4);
+    let anysz = rng.below(1 << 14);
+    let sz = *rng.pick(&[0u64, 4, 8, 40, 64, anysz]);
+    let nr = rng.below(16);
+    (dir << 30) | (sz << 16) | (magic << 8) | nr
+}
+
 /// Coverage of a worker process when `RKM_KCOV_DIR` is set (random mode): its KCOV buffer
 /// is drained into a set every few ops (it would fill up otherwise).
 struct Coverage {
@@ -171,12 +192,7 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
         unsafe {
             match rng.below(100) {
                 0..=14 => {
-                    let flags = *rng.pick(&[libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR])
-                        | if rng.below(2) == 0 {
-                            libc::O_NONBLOCK
-                        } else {
-                            0
-                        };
+                    let flags = open_flags(&mut rng);
                     let p = rng.pick(&paths);
                     let f = libc::open(p.as_ptr(), flags);
                     if f >= 0 {
@@ -194,14 +210,7 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
                     libc::write(fd, p, n);
                 }
                 65..=79 if fd >= 0 => {
-                    // Mostly plausible numbers: the devices' magics, directions and sizes.
-                    let any = rng.below(256);
-                    let magic = *rng.pick(&[0xB9u64, 0xB9, b'r' as u64, any]);
-                    let dir = rng.below(4);
-                    let anysz = rng.below(1 << 14);
-                    let sz = *rng.pick(&[0u64, 4, 8, 40, 64, anysz]);
-                    let nr = rng.below(16);
-                    let cmd = (dir << 30) | (sz << 16) | (magic << 8) | nr;
+                    let cmd = ioctl_cmd(&mut rng);
                     let arg = match rng.below(4) {
                         0 => 0usize,
                         1 => buf.as_mut_ptr() as usize,
@@ -351,12 +360,7 @@ impl Op {
         let slot = rng.below(4) as usize;
         match rng.below(100) {
             0..=19 => {
-                let flags = *rng.pick(&[libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR])
-                    | if rng.below(2) == 0 {
-                        libc::O_NONBLOCK
-                    } else {
-                        0
-                    };
+                let flags = open_flags(rng);
                 Op::Open {
                     path: rng.pick(devices).clone(),
                     flags,
@@ -374,12 +378,7 @@ impl Op {
                 fill: rng.below(256) as u8,
             },
             70..=89 => {
-                let any = rng.below(256);
-                let magic = *rng.pick(&[0xB9u64, 0xB9, b'r' as u64, any]);
-                let dir = rng.below(4);
-                let anysz = rng.below(1 << 14);
-                let sz = *rng.pick(&[0u64, 4, 8, 40, 64, anysz]);
-                let nr = rng.below(16);
+                let cmd = ioctl_cmd(rng);
                 let (arg, ptr) = match rng.below(4) {
                     0 => (0, Ptr::Null),
                     1 => (0, Ptr::Buf),
@@ -388,7 +387,7 @@ impl Op {
                 };
                 Op::Ioctl {
                     slot,
-                    cmd: (dir << 30) | (sz << 16) | (magic << 8) | nr,
+                    cmd,
                     arg,
                     ptr,
                 }
