@@ -171,6 +171,10 @@ fn pingpong(a: &str, b: &str, rounds: usize, place: Placement) -> f64 {
 /// modules under `/lib/modules` are the builds as shipped).
 const RFIFO_KUNIT_KO: &str = "/bin/rfifo-kunit.ko";
 
+/// insmod+rmmod cycles per round: with 20, rounds differed by up to 5% (grace periods and
+/// wakeups land differently); 100 average that out.
+const LOAD_CYCLES: usize = 100;
+
 /// Average insmod+rmmod time of `module` (from `path`) in milliseconds over `n` cycles.
 fn load_cycle_ms(module: &str, path: &str, n: usize) -> f64 {
     let start = Instant::now();
@@ -270,7 +274,7 @@ fn main() {
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); cycles.len()];
     for _ in 0..rounds {
         for (i, (_, m, path)) in cycles.iter().enumerate() {
-            runs[i].push(load_cycle_ms(m, path, 20));
+            runs[i].push(load_cycle_ms(m, path, LOAD_CYCLES));
         }
     }
     for (i, (key, _, _)) in cycles.iter().enumerate() {
