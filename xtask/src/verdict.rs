@@ -287,7 +287,7 @@ pub fn print(results: &[TestResult]) {
         }
     }
     if s > 0 {
-        println!("({s} skipped: not applicable to this profile, named above)");
+        println!("({s} skipped, named above)");
     }
     // The last line is always exactly this (the README's promise).
     println!("{p} passed, {f} failed");
