@@ -55,6 +55,7 @@ impl Rng {
 
 extern "C" fn on_alarm(_: libc::c_int) {}
 
+/// Signals interrupt blocking calls: SIGALRM (no `SA_RESTART`) every [`ALARM_MS`].
 fn install_timer() {
     // SAFETY: a zeroed sigaction with a valid handler and no SA_RESTART is a valid argument.
     unsafe {
@@ -63,18 +64,25 @@ fn install_timer() {
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        let t = libc::itimerval {
-            it_interval: libc::timeval {
-                tv_sec: 0,
-                tv_usec: 20_000,
-            },
-            it_value: libc::timeval {
-                tv_sec: 0,
-                tv_usec: 20_000,
-            },
-        };
-        libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut());
     }
+    set_alarm(ALARM_MS);
+}
+
+/// How long a blocking call may wait before SIGALRM interrupts it, normally.
+const ALARM_MS: u32 = 20;
+
+/// SIGALRM every `ms` milliseconds from now on.
+fn set_alarm(ms: u32) {
+    let tv = libc::timeval {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_usec: ((ms % 1000) * 1000) as libc::suseconds_t,
+    };
+    let t = libc::itimerval {
+        it_interval: tv,
+        it_value: tv,
+    };
+    // SAFETY: a valid itimerval; the old value is not asked for.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut()) };
 }
 
 /// Pointers to hand to the kernel: a valid buffer most of the time, else bad ones.
@@ -353,6 +361,13 @@ enum Op {
     Close {
         slot: usize,
     },
+    /// Blocking calls after this one may wait `ms` before SIGALRM interrupts them (until the
+    /// program ends; then [`ALARM_MS`] again). Reaches what only a long wait completes, e.g.
+    /// `locking`'s experiment and its report (random kfuzz gets there through forked
+    /// children, which have no timer).
+    Patience {
+        ms: u32,
+    },
 }
 
 impl Op {
@@ -393,7 +408,10 @@ impl Op {
                 }
             }
             90..=94 => Op::Dup { slot },
-            _ => Op::Close { slot },
+            95..=97 => Op::Close { slot },
+            _ => Op::Patience {
+                ms: *rng.pick(&[ALARM_MS, 500, 5000]),
+            },
         }
     }
 
@@ -416,6 +434,7 @@ impl Op {
             } => format!("ioctl {slot} 0x{cmd:x} {} {arg}", ptr.name()),
             Op::Dup { slot } => format!("dup {slot}"),
             Op::Close { slot } => format!("close {slot}"),
+            Op::Patience { ms } => format!("patience {ms}"),
         }
     }
 
@@ -454,6 +473,9 @@ impl Op {
             },
             ["close", slot] => Op::Close {
                 slot: num(slot)? as usize,
+            },
+            ["patience", ms] => Op::Patience {
+                ms: num(ms)?.clamp(1, 60_000) as u32,
             },
             _ => return None,
         })
@@ -592,8 +614,12 @@ impl Program {
                             libc::close(fds.swap_remove(i));
                         }
                     }
+                    Op::Patience { ms } => set_alarm(*ms),
                 }
             }
+        }
+        if self.0.iter().any(|op| matches!(op, Op::Patience { .. })) {
+            set_alarm(ALARM_MS);
         }
         for f in fds {
             // SAFETY: closing our own fd.
@@ -601,20 +627,6 @@ impl Program {
         }
     }
 }
-
-/// Report markers in kernel log records (as `xtask/src/logscan.rs` looks for them).
-const REPORT_MARKERS: &[&str] = &[
-    "BUG:",
-    "WARNING:",
-    "Oops:",
-    "general protection fault",
-    "UBSAN:",
-    "Kernel panic",
-    "possible circular locking",
-    "possible recursive locking",
-    "inconsistent lock state",
-    "rust_kernel: panicked",
-];
 
 /// The corpus directory's programs, by file name.
 fn load_corpus(dir: &str) -> Vec<(String, Program)> {
@@ -711,7 +723,7 @@ fn guided_worker(
         let reports: Vec<String> = log
             .lines()
             .into_iter()
-            .filter(|l| REPORT_MARKERS.iter().any(|m| l.contains(m)))
+            .filter(|l| guest::report_kind(l).is_some())
             .collect();
         if !reports.is_empty() {
             let name = format!("report-{}.prog", prog.hash());
