@@ -6,11 +6,19 @@
 //! ping-pong between two processes over two devices of each kind, and insmod+rmmod time of
 //! each module. Prints one JSON object on stdout (a line starting with `BENCH-JSON `).
 //!
-//! Usage: `fifobench ROUNDS [SCALE]`: every transfer moves 1/SCALE of the default amount
-//! (the deterministic mode uses a smaller SCALE's worth: its figures do not vary by round).
-//! Each throughput and ping-pong case runs in two placements: `split` (writer on CPU 0,
-//! reader on CPU 1: what real pipes see between two busy processes) and `shared` (both on
-//! CPU 0: every transfer is a context switch). With one CPU only `shared` runs.
+//! Usage: `fifobench ROUNDS [SCALE [PLACEMENTS]]`: every transfer moves 1/SCALE of the
+//! default amount; PLACEMENTS is a comma-separated list of:
+//! - `split`: writer on CPU 0, reader on CPU 1: what real pipes see between two busy
+//!   processes;
+//! - `shared`: both on CPU 0 under the normal scheduler: how often a wakeup preempts the
+//!   waker decides how many transfers each switch carries, and that pattern is chaotic
+//!   (two runs of the same code differ by several percent even in guest time);
+//! - `batched`: both on CPU 0 as `SCHED_FIFO` tasks of one priority: neither preempts the
+//!   other, each runs until it blocks (the writer fills the device, the reader drains it), so
+//!   the case measures the code's cost per call and per byte with one switch per fill.
+//!
+//! The default is `split,shared` (`shared` with one CPU); `cargo xtask bench` asks for
+//! `split,batched` in its deterministic mode.
 
 use guest::{kmod, sys};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -45,6 +53,8 @@ enum Placement {
     Split,
     /// Both on CPU 0.
     Shared,
+    /// Both on CPU 0, `SCHED_FIFO` of one priority: each runs until it blocks.
+    Batched,
 }
 
 impl Placement {
@@ -52,6 +62,16 @@ impl Placement {
         match self {
             Placement::Split => "split",
             Placement::Shared => "shared",
+            Placement::Batched => "batched",
+        }
+    }
+
+    fn parse(s: &str) -> Placement {
+        match s {
+            "split" => Placement::Split,
+            "shared" => Placement::Shared,
+            "batched" => Placement::Batched,
+            _ => panic!("unknown placement {s:?} (split, shared, batched)"),
         }
     }
 
@@ -59,9 +79,47 @@ impl Placement {
     fn cpus(self) -> (usize, usize) {
         match self {
             Placement::Split => (0, 1),
-            Placement::Shared => (0, 0),
+            Placement::Shared | Placement::Batched => (0, 0),
         }
     }
+
+    /// Pin the calling process to `cpu` and give it this placement's scheduling policy.
+    fn enter(self, cpu: usize) {
+        pin(cpu);
+        if let Placement::Batched = self {
+            set_policy(libc::SCHED_FIFO, 1);
+        }
+    }
+
+    /// Back to every CPU and the normal policy.
+    fn leave(self) {
+        set_policy(libc::SCHED_OTHER, 0);
+        unpin();
+    }
+}
+
+/// The calling process's scheduling policy.
+fn set_policy(policy: i32, prio: i32) {
+    let p = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: a valid sched_param for this process (pid 0).
+    let r = unsafe { libc::sched_setscheduler(0, policy, &p) };
+    assert_eq!(
+        r,
+        0,
+        "sched_setscheduler({policy}, {prio}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Real-time tasks may use the whole CPU (no 50 ms pause per second, which would land in a
+/// `batched` case's time). Returns the old setting.
+fn rt_unthrottled() -> Option<String> {
+    const P: &str = "/proc/sys/kernel/sched_rt_runtime_us";
+    let old = std::fs::read_to_string(P).ok()?;
+    std::fs::write(P, "-1").ok()?;
+    Some(old)
 }
 
 /// Pin the calling process to one CPU (panics if the CPU is not online: no silent fallback).
@@ -103,7 +161,7 @@ fn throughput(path: &str, size: usize, total: usize, place: Placement) -> f64 {
     // SAFETY: fork in a single-threaded program.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        pin(child_cpu);
+        place.enter(child_cpu);
         let fd = open(path, libc::O_WRONLY);
         let buf = vec![0x5au8; size];
         for _ in 0..total / size {
@@ -112,7 +170,7 @@ fn throughput(path: &str, size: usize, total: usize, place: Placement) -> f64 {
         // SAFETY: leaving the child.
         unsafe { libc::_exit(0) };
     }
-    pin(parent_cpu);
+    place.enter(parent_cpu);
     let fd = open(path, libc::O_RDONLY);
     let mut buf = vec![0u8; size];
     let start = Instant::now();
@@ -128,7 +186,7 @@ fn throughput(path: &str, size: usize, total: usize, place: Placement) -> f64 {
     drop(fd);
     // SAFETY: reaping our child.
     unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-    unpin();
+    place.leave();
     assert_eq!(got, total, "{path}: bytes moved");
     total as f64 / secs / 1e6
 }
@@ -139,7 +197,7 @@ fn pingpong(a: &str, b: &str, rounds: usize, place: Placement) -> f64 {
     // SAFETY: fork in a single-threaded program.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        pin(child_cpu);
+        place.enter(child_cpu);
         let rd = open(a, libc::O_RDONLY);
         let wr = open(b, libc::O_WRONLY);
         let mut c = [0u8; 1];
@@ -150,7 +208,7 @@ fn pingpong(a: &str, b: &str, rounds: usize, place: Placement) -> f64 {
         // SAFETY: leaving the child.
         unsafe { libc::_exit(0) };
     }
-    pin(parent_cpu);
+    place.enter(parent_cpu);
     let wr = open(a, libc::O_WRONLY);
     let rd = open(b, libc::O_RDONLY);
     let mut c = [1u8; 1];
@@ -163,7 +221,7 @@ fn pingpong(a: &str, b: &str, rounds: usize, place: Placement) -> f64 {
     drop((wr, rd));
     // SAFETY: reaping our child.
     unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-    unpin();
+    place.leave();
     us
 }
 
@@ -203,11 +261,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let scale: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1).max(1);
-    let placements: &[Placement] = if online_cpus() >= 2 {
-        &[Placement::Split, Placement::Shared]
-    } else {
-        &[Placement::Shared]
+    let placements: Vec<Placement> = match args.next() {
+        Some(list) => list.split(',').map(Placement::parse).collect(),
+        None if online_cpus() >= 2 => vec![Placement::Split, Placement::Shared],
+        None => vec![Placement::Shared],
     };
+    let rt_old = rt_unthrottled();
     for p in ["/tmp/bench.fifo", "/tmp/bench2.fifo"] {
         let _ = std::fs::remove_file(p);
         let c = std::ffi::CString::new(p).unwrap();
@@ -272,10 +331,16 @@ fn main() {
         cycles.push(("rfifo_kunit", "rfifo", RFIFO_KUNIT_KO.to_string()));
     }
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); cycles.len()];
+    // On one CPU: a cycle that moves between CPUs costs more, and differently each time.
+    pin(0);
     for _ in 0..rounds {
         for (i, (_, m, path)) in cycles.iter().enumerate() {
             runs[i].push(load_cycle_ms(m, path, LOAD_CYCLES));
         }
+    }
+    unpin();
+    if let Some(old) = rt_old {
+        let _ = std::fs::write("/proc/sys/kernel/sched_rt_runtime_us", old.trim());
     }
     for (i, (key, _, _)) in cycles.iter().enumerate() {
         let sep = if i > 0 { "," } else { "" };
