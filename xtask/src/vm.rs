@@ -277,7 +277,10 @@ pub fn boot(b: &BootSpec) -> Result<Booted> {
             "-smp",
             &b.machine.smp.to_string(),
         ])
-        .args(["-display", "none", "-no-reboot", "-nodefaults"]);
+        .args(["-display", "none", "-no-reboot", "-nodefaults"])
+        // Two QEMU `edu` PCI devices (1234:11e8) on every boot, one per driver twin
+        // (`rust_edu`, `cedu`); cheap when unused: they sit on the bus until a driver binds.
+        .args(["-device", "edu", "-device", "edu"]);
     c.arg("-kernel")
         .arg(b.kernel.bzimage())
         .arg("-initrd")
