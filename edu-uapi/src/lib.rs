@@ -24,7 +24,14 @@ use std::os::fd::RawFd;
 /// `EDU_IOC_MAGIC`.
 pub const MAGIC: u32 = 0xBB;
 /// `EDU_BUF_SIZE`: bytes of device memory behind the file offsets `0..BUF_SIZE`.
-pub const BUF_SIZE: usize = 4096;
+///
+/// 4095, one short of the device's [`DEVICE_MEM_SIZE`]: QEMU before 8.2.1 aborts the whole VM
+/// on a DMA transfer that ends at the end of the device memory (`edu_check_range()` in
+/// `hw/misc/edu.c` checks the end with `<`), so the drivers never touch offset 4095: a write
+/// there fails `ENOSPC`, a read there returns 0 (end of file).
+pub const BUF_SIZE: usize = 4095;
+/// The size of the `edu` device's memory (device addresses 0x40000..0x41000).
+pub const DEVICE_MEM_SIZE: usize = 4096;
 /// `EDU_DEFAULT_TIMEOUT_MS` (a `timeout_ms` of 0) and `EDU_MAX_TIMEOUT_MS`.
 pub const DEFAULT_TIMEOUT_MS: u32 = 30_000;
 pub const MAX_TIMEOUT_MS: u32 = 600_000;
@@ -197,6 +204,7 @@ mod tests {
         let d = defines();
         assert_eq!(number(&d["EDU_IOC_MAGIC"]), MAGIC);
         assert_eq!(number(&d["EDU_BUF_SIZE"]) as usize, BUF_SIZE);
+        assert_eq!(BUF_SIZE, DEVICE_MEM_SIZE - 1, "offset 4095 stays unused (QEMU < 8.2.1)");
         assert_eq!(number(&d["EDU_DEFAULT_TIMEOUT_MS"]), DEFAULT_TIMEOUT_MS);
         assert_eq!(number(&d["EDU_MAX_TIMEOUT_MS"]), MAX_TIMEOUT_MS);
         for (name, ours) in [

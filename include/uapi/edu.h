@@ -29,8 +29,18 @@
 /* Unused in Documentation/userspace-api/ioctl/ioctl-number.rst (7.3). */
 #define EDU_IOC_MAGIC 0xBB
 
-/* Bytes of device memory reachable through read()/write()/pread()/pwrite(). */
-#define EDU_BUF_SIZE 4096
+/*
+ * Bytes of device memory reachable through read()/write()/pread()/pwrite(): offsets
+ * 0..EDU_BUF_SIZE-1. The device has 4096 bytes (device addresses 0x40000-0x40fff), but its
+ * last byte is unreachable: QEMU before 8.2.1 (hw/misc/edu.c, edu_check_range()) checks the
+ * end of a transfer with within(end1, start, end2), i.e. "end1 < end2", so a transfer must end
+ * strictly below the end of the buffer (addr + size < 0x41000); one that ends exactly there
+ * is "out of bounds" and hw_error() aborts the whole VM ("EDU: DMA range 0x40000-0x40fff out
+ * of bounds"). Fixed upstream by "edu: fix DMA range upper bound check" (QEMU 8.2.1); Debian
+ * 12 ships QEMU 7.2. So both drivers never touch offset 4095: a write there fails ENOSPC, a
+ * read there returns 0 (end of file), a transfer across it is shortened to end before it.
+ */
+#define EDU_BUF_SIZE 4095
 
 /* FACTORIAL timeouts in milliseconds: 0 means the default; above the maximum: EINVAL. */
 #define EDU_DEFAULT_TIMEOUT_MS 30000

@@ -230,7 +230,12 @@ static int cedu_dma(struct cedu_dev *d, size_t off, void *bounce, size_t len, bo
 	u32 dev_addr, cmd;
 	int ret;
 
-	/* Never hand the device a range outside its buffer (QEMU 7.2 aborts the VM). */
+	/*
+	 * Never hand the device a range outside its buffer (QEMU 7.2 aborts the VM). The
+	 * buffer is EDU_BUF_SIZE = 4095 bytes, one short of the device's 4096: QEMU < 8.2.1
+	 * also aborts on a transfer that ends at 0x41000 (edu_check_range() in hw/misc/edu.c
+	 * compares the end with "<"), so offset 4095 is never used (include/uapi/edu.h).
+	 */
 	if (!len || off >= EDU_BUF_SIZE || len > EDU_BUF_SIZE - off)
 		return -EINVAL;
 	mutex_lock(&d->lock);

@@ -31,9 +31,15 @@
 //!    command write without `DMA_RUN` is ignored too. So: wait for `DMA_RUN` to clear before
 //!    programming a transfer, and the buffer of a transfer must stay allocated (and, for
 //!    RAM -> device, unchanged) until `DMA_RUN` clears, even if the caller gave up.
-//! 6. The device side of a transfer must lie within `[BUF_ADDR, BUF_ADDR + BUF_SIZE)` and
-//!    count at least one byte: QEMU 7.2 aborts the whole VM (`hw_error`) otherwise (newer
-//!    QEMUs log it and copy anyway). The RAM address is masked to 28 bits (`dma_mask`), so
+//! 6. The device side of a transfer must lie within the device's 4 KiB memory
+//!    `[BUF_ADDR, BUF_ADDR + MEM_SIZE)` and count at least one byte: QEMU 7.2 aborts the
+//!    whole VM (`hw_error`) otherwise (newer QEMUs log it and copy anyway). **QEMU before
+//!    8.2.1 also rejects a transfer that ends exactly at `BUF_ADDR + MEM_SIZE`**:
+//!    `edu_check_range()` in `hw/misc/edu.c` tests the end address with
+//!    `within(end1, start, end2)`, which is `end1 < end2`, so the last byte (0x40fff) can
+//!    never be transferred ("EDU: DMA range 0x40000-0x40fff out of bounds", then abort; fixed
+//!    upstream by "edu: fix DMA range upper bound check", QEMU 8.2.1). Debian 12's QEMU is
+//!    7.2, so the driver uses only the first [`BUF_SIZE`] = 4095 bytes (`EDU_BUF_SIZE`). The RAM address is masked to 28 bits (`dma_mask`), so
 //!    the driver sets a 28-bit DMA mask and its buffer lies below 256 MiB.
 //! 7. One MSI vector (64-bit, no per-vector masking) or INTx pin A.
 //! 8. Nothing of this is reset when a driver unbinds: a later probe may find a computation
@@ -66,9 +72,11 @@ pub(crate) const DMA_RUN: u32 = 0x1;
 pub(crate) const DMA_TO_RAM: u32 = 0x2;
 pub(crate) const DMA_IRQ: u32 = 0x4;
 
-/// Device address and size of the device's DMA buffer.
+/// Device address and size of the device's memory (its DMA buffer).
 pub(crate) const BUF_ADDR: u32 = 0x40000;
-pub(crate) const BUF_SIZE: usize = 4096;
+pub(crate) const MEM_SIZE: usize = 4096;
+/// Bytes of it the driver uses: all but the last, which QEMU < 8.2.1 cannot transfer (rule 6).
+pub(crate) const BUF_SIZE: usize = MEM_SIZE - 1;
 
 /// Address bits the device drives (its `dma_mask` property, default 28).
 pub(crate) const DMA_BITS: u32 = 28;

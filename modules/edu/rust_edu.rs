@@ -12,8 +12,12 @@
 //!   (interruptibly, bounded by its `timeout_ms`) until the completion interrupt;
 //! - `EDU_IOC_LIVENESS`: the device's bitwise inverse of a value;
 //! - `EDU_IOC_GET_STATS`: interrupts, factorials, DMA transfers and bytes since probe;
-//! - `read`/`write`/`pread`/`pwrite`: bytes in and out of the device's 4 KiB memory, one DMA
-//!   transfer per call (about 100 ms each); offsets and errnos in `include/uapi/edu.h`.
+//! - `read`/`write`/`pread`/`pwrite`: bytes in and out of the first 4095 bytes of the
+//!   device's 4 KiB memory (`EDU_BUF_SIZE`), one DMA transfer per call (about 100 ms each);
+//!   offsets and errnos in `include/uapi/edu.h`. The last byte is left out on purpose: QEMU
+//!   before 8.2.1 aborts the whole VM on a transfer that ends at the end of the device
+//!   memory (`edu_check_range()` in `hw/misc/edu.c` compares the end with `<`; `regs.rs`
+//!   rule 6), so offset 4095 gets `ENOSPC` (write) or end of file (read).
 //!
 //! `/sys/kernel/debug/rust_edu/eduN/regs` dumps the registers and `.../stats` the counters
 //! (7.3's `kernel::debugfs`). The parameter `msi` (default `Y`, read-only in
@@ -21,14 +25,14 @@
 //!
 //! ```text
 //! # modprobe rust_edu; dmesg | grep edu0
-//! rust_edu 0000:00:02.0: edu0: QEMU edu 1.0, MSI irq 24, 4096-byte DMA buffer at 0xfff000
+//! rust_edu 0000:00:02.0: edu0: QEMU edu 1.0, MSI irq 24, 4095-byte DMA buffer at 0xfff000
 //! # cat /sys/kernel/debug/rust_edu/edu0/stats
 //! ```
 //!
 //! Probe: enable the device (disabled again at unbind, `pci_gaps.rs`), map BAR0, check the
 //! identification register and the liveness register, wait for a transfer a previous driver
 //! may have left running and clear stale interrupt bits, set a 28-bit DMA mask, allocate the
-//! 4 KiB coherent buffer, one interrupt vector (MSI, else INTx) and a threaded handler,
+//! coherent buffer, one interrupt vector (MSI, else INTx) and a threaded handler,
 //! register `/dev/eduN` and the debugfs files, and only then enable the factorial interrupt.
 //! Any failure undoes the steps before it.
 //!

@@ -98,11 +98,23 @@ mod tests {
 
     #[test]
     fn spans_inside_and_across_the_end() {
-        assert_eq!(span(0, 4096, Dir::Write), Ok(Some((0, 4096))));
+        assert_eq!(BUF_SIZE, 4095);
+        assert_eq!(span(0, 4095, Dir::Write), Ok(Some((0, 4095))));
         assert_eq!(span(0, 1, Dir::Read), Ok(Some((0, 1))));
-        assert_eq!(span(4095, 1, Dir::Write), Ok(Some((4095, 1))));
-        assert_eq!(span(4000, 200, Dir::Read), Ok(Some((4000, 96))));
-        assert_eq!(span(1, usize::MAX, Dir::Write), Ok(Some((1, 4095))));
+        assert_eq!(span(4094, 1, Dir::Write), Ok(Some((4094, 1))));
+        assert_eq!(span(4000, 200, Dir::Read), Ok(Some((4000, 95))));
+        assert_eq!(span(1, usize::MAX, Dir::Write), Ok(Some((1, 4094))));
+    }
+
+    #[test]
+    fn spans_never_touch_the_last_device_byte() {
+        // Offset 4095 (device address 0x40fff): QEMU < 8.2.1 aborts the VM on a transfer
+        // that ends at the end of the device memory (`regs.rs` rule 6).
+        assert_eq!(span(0, 4096, Dir::Write), Ok(Some((0, 4095))));
+        assert_eq!(span(0, 4096, Dir::Read), Ok(Some((0, 4095))));
+        assert_eq!(span(4094, 2, Dir::Write), Ok(Some((4094, 1))));
+        assert_eq!(span(4095, 1, Dir::Write), Err(ENOSPC));
+        assert_eq!(span(4095, 1, Dir::Read), Ok(None));
     }
 
     #[test]
