@@ -3,9 +3,9 @@
 //! `kfuzz --seed S --seconds N [--workers W] DEVICE...` forks W workers; worker `i` draws its
 //! operations from a PRNG seeded with `S` and `i`: open with random flags, read/write with
 //! random sizes and pointers (valid, NULL, a kernel address, unmapped), random ioctl numbers
-//! (mostly in the devices' magics) and arguments, dup, fork, close. A 20 ms interval timer
-//! interrupts blocking calls (SIGALRM without SA_RESTART), so nothing waits for long and
-//! the signal paths run too. The op sequence is a function of the seed; the scheduling is
+//! (mostly in the devices' magics: 0xB9 rfifo/cfifo, 0xBB rust_edu/cedu) and arguments, dup,
+//! fork, close. A 20 ms interval timer interrupts blocking calls (SIGALRM without
+//! SA_RESTART), so nothing waits for long and the signal paths run too. The op sequence is a function of the seed; the scheduling is
 //! not. It stops by itself, prints the seed and how many ops each worker ran, and exits 0
 //! unless a worker died from a signal (a crash in the kernel shows up in the kernel log,
 //! which the host scans).
@@ -196,10 +196,10 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
                 65..=79 if fd >= 0 => {
                     // Mostly plausible numbers: the devices' magics, directions and sizes.
                     let any = rng.below(256);
-                    let magic = *rng.pick(&[0xB9u64, 0xB9, b'r' as u64, any]);
+                    let magic = *rng.pick(&[0xB9u64, 0xB9, 0xBB, b'r' as u64, any]);
                     let dir = rng.below(4);
                     let anysz = rng.below(1 << 14);
-                    let sz = *rng.pick(&[0u64, 4, 8, 40, 64, anysz]);
+                    let sz = *rng.pick(&[0u64, 4, 8, 16, 32, 40, 64, anysz]);
                     let nr = rng.below(16);
                     let cmd = (dir << 30) | (sz << 16) | (magic << 8) | nr;
                     let arg = match rng.below(4) {
@@ -375,10 +375,10 @@ impl Op {
             },
             70..=89 => {
                 let any = rng.below(256);
-                let magic = *rng.pick(&[0xB9u64, 0xB9, b'r' as u64, any]);
+                let magic = *rng.pick(&[0xB9u64, 0xB9, 0xBB, b'r' as u64, any]);
                 let dir = rng.below(4);
                 let anysz = rng.below(1 << 14);
-                let sz = *rng.pick(&[0u64, 4, 8, 40, 64, anysz]);
+                let sz = *rng.pick(&[0u64, 4, 8, 16, 32, 40, 64, anysz]);
                 let nr = rng.below(16);
                 let (arg, ptr) = match rng.below(4) {
                     0 => (0, Ptr::Null),
