@@ -207,12 +207,23 @@ impl Job {
         ))
     }
 
-    /// `cargo xtask run`'s demo: load each module showing its kernel messages, list the
-    /// modules, read each new device node; with `shell`, an interactive shell; then unload
-    /// each module showing its messages.
+    /// `cargo xtask run`'s demo: load each module showing its kernel messages (the first
+    /// `edu` PCI device goes to `rust_edu`, the second to `cedu`, by `driver_override`), list
+    /// the modules, one factorial and one DMA round trip on each `edu` driver's device, read
+    /// each new device node; with `shell`, an interactive shell; then unload each module
+    /// showing its messages.
     pub fn demo(&mut self, modules: &[String], shell: bool) -> &mut Job {
         self.remember_devices();
         self.line("echo '== kernel:' $(uname -r)");
+        self.line(
+            "i=0\n\
+             for d in /sys/bus/pci/devices/*; do\n\
+               [ \"$(cat $d/vendor)\" = 0x1234 ] && [ \"$(cat $d/device)\" = 0x11e8 ] || continue\n\
+               if [ $i = 0 ]; then drv=rust_edu; else drv=cedu; fi\n\
+               echo $drv > $d/driver_override; i=$((i+1))\n\
+               echo \"== edu device ${d##*/} (QEMU 1234:11e8) goes to $drv\"\n\
+             done",
+        );
         let new_messages = "dmesg | tail -n +$((n+1)) | sed 's/^/   dmesg: /'";
         for m in modules {
             self.line(&format!(
@@ -223,6 +234,16 @@ impl Job {
             ));
         }
         self.line("echo '== lsmod:'; lsmod");
+        self.line(
+            "for d in /dev/edu0 /dev/cedu0; do\n\
+               [ -c $d ] || continue\n\
+               echo \"== $d: eductl $d factorial 10 (computed by the device, completion interrupt)\"\n\
+               eductl $d factorial 10\n\
+               echo \"== $d: DMA round trip: printf 'Hello, edu!' > $d; head -c 11 $d\"\n\
+               printf 'Hello, edu!' > $d && head -c 11 $d; echo\n\
+               eductl $d stats\n\
+             done",
+        );
         self.new_devices();
         self.line(
             "for d in $new_devices; do\n\
