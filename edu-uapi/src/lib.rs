@@ -204,7 +204,11 @@ mod tests {
         let d = defines();
         assert_eq!(number(&d["EDU_IOC_MAGIC"]), MAGIC);
         assert_eq!(number(&d["EDU_BUF_SIZE"]) as usize, BUF_SIZE);
-        assert_eq!(BUF_SIZE, DEVICE_MEM_SIZE - 1, "offset 4095 stays unused (QEMU < 8.2.1)");
+        assert_eq!(
+            BUF_SIZE,
+            DEVICE_MEM_SIZE - 1,
+            "offset 4095 stays unused (QEMU < 8.2.1)"
+        );
         assert_eq!(number(&d["EDU_DEFAULT_TIMEOUT_MS"]), DEFAULT_TIMEOUT_MS);
         assert_eq!(number(&d["EDU_MAX_TIMEOUT_MS"]), MAX_TIMEOUT_MS);
         for (name, ours) in [

@@ -603,13 +603,20 @@ fn offset_4095_is_never_transferred(drv: Driver) {
     assert_eq!(pwrite(&f, &data, 0), Ok(BUF));
     let regs = b.debugfs(1, "regs");
     assert_eq!(hex(&field(&regs, "dma_dst")), 0x40000, "{regs}");
-    assert_eq!(hex(&field(&regs, "dma_count")), 0xfff, "last byte not sent: {regs}");
+    assert_eq!(
+        hex(&field(&regs, "dma_count")),
+        0xfff,
+        "last byte not sent: {regs}"
+    );
     assert_eq!(pread(&f, MEM, 0).as_deref(), Ok(&data[..BUF]));
     assert_eq!(pwrite(&f, &[0x77; 2], last - 1), Ok(1));
     assert_eq!(pread(&f, 2, last - 1), Ok(vec![0x77]));
     let s1 = stats(&f);
     assert_eq!(
-        (s1.dma_transfers - s0.dma_transfers, s1.dma_bytes - s0.dma_bytes),
+        (
+            s1.dma_transfers - s0.dma_transfers,
+            s1.dma_bytes - s0.dma_bytes
+        ),
         (4, 2 * BUF as u64 + 2),
         "{s0:?} -> {s1:?}"
     );

@@ -325,9 +325,8 @@ fn footprint(module: &str, node: &str, bdf: &str) -> Footprint {
         v.sort();
         v
     };
-    let lines_with = |path: &str, f: &dyn Fn(&str) -> bool| {
-        read_trimmed(path).lines().filter(|l| f(l)).count()
-    };
+    let lines_with =
+        |path: &str, f: &dyn Fn(&str) -> bool| read_trimmed(path).lines().filter(|l| f(l)).count();
     Footprint {
         driver: std::fs::read_link(format!("/sys/bus/pci/devices/{bdf}/driver"))
             .ok()
@@ -392,7 +391,10 @@ fn edu_probe(module: &'static str, node: &str) {
         // (pci_request_region() turns that into "can't reserve", -EBUSY).
         &[libc::ENOMEM, libc::EBUSY],
         || {
-            let r = bind.write_at(bdf.as_bytes(), 0).map(drop).map_err(Errno::from);
+            let r = bind
+                .write_at(bdf.as_bytes(), 0)
+                .map(drop)
+                .map_err(Errno::from);
             *outcomes
                 .entry(r.map_or_else(|e| e.name().to_string(), |()| "bound".into()))
                 .or_default() += 1;
@@ -413,14 +415,18 @@ fn edu_probe(module: &'static str, node: &str) {
     println!("{module} probe: {faults} fault points, outcomes {outcomes:?}");
     assert!(faults > 5, "{module} probe: only {faults} fault points");
     // Injection off: a clean bind gives the device its old name back, and it works.
-    bind.write_at(bdf.as_bytes(), 0).expect("bind after injection");
+    bind.write_at(bdf.as_bytes(), 0)
+        .expect("bind after injection");
     assert_eq!(footprint(module, node, &bdf), bound);
     let dev = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(format!("/dev/{name}"))
         .unwrap();
-    assert_eq!(edu_uapi::factorial(dev.as_raw_fd(), 10, 0).unwrap(), 3_628_800);
+    assert_eq!(
+        edu_uapi::factorial(dev.as_raw_fd(), 10, 0).unwrap(),
+        3_628_800
+    );
     assert_eq!(dev.write_at(b"probe", 100).unwrap(), 5);
     let mut back = [0u8; 5];
     assert_eq!(dev.read_at(&mut back, 100).unwrap(), 5);

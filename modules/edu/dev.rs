@@ -40,17 +40,15 @@ use kernel::{
         ThreadedHandler,
         ThreadedIrqReturn, //
     },
-    new_condvar,
-    new_mutex,
-    pci,
+    new_condvar, new_mutex, pci,
     prelude::*,
     sync::{
+        aref::ARef,
         atomic::{
             Atomic,
             Full,
             Relaxed, //
         },
-        aref::ARef,
         Arc,
         CondVar,
         CondVarTimeoutResult,
@@ -263,9 +261,8 @@ impl Edu {
         if len == 0 || off.checked_add(len).is_none_or(|end| end > regs::BUF_SIZE) {
             return Err(EINVAL);
         }
-        let running = |bar: &pci::Bar<'_, { regs::BAR_SIZE }>| {
-            bar.read32(regs::DMA_CMD) & regs::DMA_RUN != 0
-        };
+        let running =
+            |bar: &pci::Bar<'_, { regs::BAR_SIZE }>| bar.read32(regs::DMA_CMD) & regs::DMA_RUN != 0;
         let mut deadline = Deadline(msecs_to_jiffies(uapi::DEFAULT_TIMEOUT_MS));
         self.with_engine(Engine::Dma, &mut deadline, |st, deadline| {
             // A transfer whose caller gave up may still run: it owns the buffer until then.

@@ -100,7 +100,9 @@ impl MiscDevice for EduFile {
                 wr.write(&edu.liveness(value)?)?;
             }
             uapi::GET_STATS => {
-                user(size_of::<uapi::Stats>()).writer().write(&edu.stats())?;
+                user(size_of::<uapi::Stats>())
+                    .writer()
+                    .write(&edu.stats())?;
             }
             _ => return Err(ENOTTY),
         }

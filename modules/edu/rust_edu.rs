@@ -75,8 +75,7 @@ use kernel::{
         Device as _,
         DmaMask, //
     },
-    driver,
-    fmt,
+    driver, fmt,
     io::Io,
     irq::{
         Flags,
@@ -260,7 +259,10 @@ fn dma_idle(bar: &pci::Bar<'_, { regs::BAR_SIZE }>) -> bool {
 
 /// Checks that BAR0 is an `edu` device that answers, and leaves it quiet: no transfer
 /// running, no factorial interrupt, no stale interrupt bits.
-fn check_and_quiesce(pdev: &pci::Device<Core<'_>>, bar: &pci::Bar<'_, { regs::BAR_SIZE }>) -> Result {
+fn check_and_quiesce(
+    pdev: &pci::Device<Core<'_>>,
+    bar: &pci::Bar<'_, { regs::BAR_SIZE }>,
+) -> Result {
     let id = bar.read32(regs::ID);
     if id & 0xff != regs::ID_VALUE & 0xff {
         dev_err!(pdev, "not an edu device: identification {:#010x}\n", id);

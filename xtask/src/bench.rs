@@ -397,7 +397,10 @@ mod tests {
             t.contains("| liveness (MMIO write + read) | 200.0 ±5.0% | 100.0 ±0.0% | 2.000 |"),
             "{t}"
         );
-        assert!(t.contains("| DMA 64 B (pwrite) | 9.5 ±0.0% | 9.5 ±0.0% | 1.000 |"), "{t}");
+        assert!(
+            t.contains("| DMA 64 B (pwrite) | 9.5 ±0.0% | 9.5 ±0.0% | 1.000 |"),
+            "{t}"
+        );
         assert!(!t.contains("factorial"), "{t}");
         assert!(t.contains("rust_edu on 0000:00:03.0 (MSI)"), "{t}");
     }

@@ -62,13 +62,20 @@ fn bind_one_each() -> Vec<String> {
         unload(m);
     }
     let bdfs = edu_bdfs();
-    assert_eq!(bdfs.len(), 2, "the VM should have two edu devices: {bdfs:?}");
+    assert_eq!(
+        bdfs.len(),
+        2,
+        "the VM should have two edu devices: {bdfs:?}"
+    );
     for ((m, node), bdf) in DRIVERS.iter().zip(&bdfs) {
         std::fs::write(format!("/sys/bus/pci/devices/{bdf}/driver_override"), m).unwrap();
         load(m);
         let start = Instant::now();
         while !std::path::Path::new(node).exists() {
-            assert!(start.elapsed() < Duration::from_secs(10), "{node} did not appear");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{node} did not appear"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -101,7 +108,10 @@ fn liveness(f: &std::fs::File, n: usize) -> f64 {
 
 fn factorial(f: &std::fs::File, n: usize) -> f64 {
     per_sec(n, |_| {
-        assert_eq!(edu_uapi::factorial(f.as_raw_fd(), 10, 0).unwrap(), 3_628_800);
+        assert_eq!(
+            edu_uapi::factorial(f.as_raw_fd(), 10, 0).unwrap(),
+            3_628_800
+        );
     })
 }
 
