@@ -54,7 +54,8 @@ pub struct Factorial {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Interrupts the device raised and the driver handled.
+    /// Completion interrupts the driver handled (one per factorial or DMA completion the
+    /// device signalled, also when two arrive in one interrupt).
     pub interrupts: u64,
     /// Factorials the device finished (given-up ones included).
     pub factorials: u64,

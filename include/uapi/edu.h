@@ -55,7 +55,7 @@ struct edu_factorial {
 
 /* Totals since the device was bound to the driver. */
 struct edu_stats {
-	__u64 interrupts;	/* interrupts the device raised and the driver handled */
+	__u64 interrupts;	/* completion interrupts handled (two in one IRQ count 2) */
 	__u64 factorials;	/* factorials the device finished (given-up ones included) */
 	__u64 dma_transfers;	/* DMA transfers the device finished (given-up ones included) */
 	__u64 dma_bytes;	/* bytes of those transfers */

@@ -15,14 +15,18 @@
  * removed (waiting for readers) before the BAR goes.
  *
  * Waiting: one mutex and one wait queue per device. A caller claims an engine (fact_busy,
- * dma_busy), waits for the device to be idle (a computation or transfer whose caller gave
- * up may still run), starts its own and waits for idle again; "idle" is read from the
- * device, never inferred from interrupts. The threaded half of the interrupt takes the mutex
- * before waking the waiters, who check the device and sleep under it: no lost wake-up.
+ * dma_busy), waits for the engine to be idle, starts its own operation and waits for idle
+ * again. Idle means both: the device says so (a computation or transfer whose caller gave up
+ * may still run) and the completion interrupt of the last operation started was handled
+ * (fact_irq_due, dma_irq_due): the device clears its busy bit before it raises the
+ * interrupt, so without the second condition two completions could reach the handler as one
+ * IRQ_STATUS bit. The threaded half of the interrupt takes the mutex before waking the
+ * waiters, who check and sleep under it: no lost wake-up.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/atomic.h>
+#include <linux/bitops.h>
 #include <linux/debugfs.h>
 #include <linux/delay.h>
 #include <linux/dma-mapping.h>
@@ -86,13 +90,15 @@ struct cedu_dev {
 	bool gone;			/* unbound: every wait and later call: -ENODEV */
 	bool fact_busy;			/* a caller owns the factorial engine */
 	bool dma_busy;			/* a caller owns the DMA engine */
+	bool fact_irq_due;		/* computation started, its interrupt not handled yet */
+	bool dma_irq_due;		/* transfer started, its interrupt not handled yet */
 	size_t dma_len;			/* bytes of the transfer last started */
 	void *buf;			/* EDU_BUF_SIZE coherent bytes; NULL once freed */
 	dma_addr_t buf_dma;
 	u64 factorials;
 	u64 dma_transfers;
 	u64 dma_bytes;
-	atomic64_t interrupts;		/* interrupts handled */
+	atomic64_t interrupts;		/* IRQ_STATUS bits acked (one per completion) */
 	atomic_t pending;		/* IRQ_STATUS bits acked, not yet seen by the thread */
 	const char *irq_kind;
 	int irq;
@@ -141,15 +147,16 @@ static bool cedu_dma_running(struct cedu_dev *d)
 	return ioread32(d->bar + EDU_DMA_CMD) & EDU_DMA_RUN;
 }
 
-/* Sleeps until busy(d) is false; d->lock held. */
-static int cedu_wait_device(struct cedu_dev *d, long *left, bool (*busy)(struct cedu_dev *d))
+/* Sleeps until the engine is idle: *irq_due and busy(d) false; d->lock held. */
+static int cedu_wait_idle(struct cedu_dev *d, long *left, bool *irq_due,
+			  bool (*busy)(struct cedu_dev *d))
 {
 	int ret;
 
 	for (;;) {
 		if (d->gone)
 			return -ENODEV;
-		if (!busy(d))
+		if (!*irq_due && !busy(d))
 			return 0;
 		ret = cedu_sleep(d, left);
 		if (ret)
@@ -193,11 +200,15 @@ static int cedu_factorial(struct cedu_dev *d, u32 n, u32 timeout_ms, u32 *result
 		mutex_unlock(&d->lock);
 		return ret;
 	}
-	/* A computation whose caller gave up may still run: the device would ignore n. */
-	ret = cedu_wait_device(d, &left, cedu_computing);
+	/*
+	 * A computation whose caller gave up may still run (the device would ignore n) or its
+	 * interrupt be on the way (it would be taken for ours).
+	 */
+	ret = cedu_wait_idle(d, &left, &d->fact_irq_due, cedu_computing);
 	if (!ret) {
 		iowrite32(n, d->bar + EDU_FACT);
-		ret = cedu_wait_device(d, &left, cedu_computing);
+		d->fact_irq_due = true;
+		ret = cedu_wait_idle(d, &left, &d->fact_irq_due, cedu_computing);
 	}
 	if (!ret)
 		*result = ioread32(d->bar + EDU_FACT);
@@ -245,7 +256,7 @@ static int cedu_dma(struct cedu_dev *d, size_t off, void *bounce, size_t len, bo
 		return ret;
 	}
 	/* A transfer whose caller gave up may still run: it owns the buffer until then. */
-	ret = cedu_wait_device(d, &left, cedu_dma_running);
+	ret = cedu_wait_idle(d, &left, &d->dma_irq_due, cedu_dma_running);
 	if (ret)
 		goto out;
 	if (!to_ram)
@@ -258,7 +269,8 @@ static int cedu_dma(struct cedu_dev *d, size_t off, void *bounce, size_t len, bo
 	iowrite32(len, d->bar + EDU_DMA_COUNT);
 	iowrite32(cmd, d->bar + EDU_DMA_CMD);
 	d->dma_len = len;
-	ret = cedu_wait_device(d, &left, cedu_dma_running);
+	d->dma_irq_due = true;
+	ret = cedu_wait_idle(d, &left, &d->dma_irq_due, cedu_dma_running);
 	if (!ret && to_ram)
 		memcpy(bounce, d->buf, len);
 out:
@@ -415,7 +427,7 @@ static irqreturn_t cedu_hard_irq(int irq, void *data)
 		return IRQ_NONE;	/* not ours (a shared INTx line) */
 	/* INTx is level-triggered: the line stays high until acked. */
 	iowrite32(status, d->bar + EDU_IRQ_ACK);
-	atomic64_inc(&d->interrupts);
+	atomic64_add(hweight32(status), &d->interrupts);
 	atomic_or(status, &d->pending);
 	return IRQ_WAKE_THREAD;
 }
@@ -426,9 +438,13 @@ static irqreturn_t cedu_irq_thread(int irq, void *data)
 	u32 bits = atomic_xchg(&d->pending, 0);
 
 	mutex_lock(&d->lock);
-	if (bits & EDU_IRQ_FACT)
+	/* Only completions of operations this binding started count. */
+	if ((bits & EDU_IRQ_FACT) && d->fact_irq_due) {
+		d->fact_irq_due = false;
 		d->factorials++;
-	if (bits & EDU_IRQ_DMA) {
+	}
+	if ((bits & EDU_IRQ_DMA) && d->dma_irq_due) {
+		d->dma_irq_due = false;
 		d->dma_transfers++;
 		d->dma_bytes += d->dma_len;
 	}

@@ -14,13 +14,19 @@
 //!
 //! Waiting: one `Mutex<State>` and one `CondVar`. A caller claims an engine (`fact_busy`,
 //! `dma_busy`: one caller per engine at a time, the others wait interruptibly), then waits
-//! for the *device* to be idle (a computation or transfer whose caller gave up may still be
-//! running, see `regs.rs` rules 3 and 5), starts its own and waits for the device to be idle
-//! again. "Idle" is read from the device (`STATUS_COMPUTING`, `DMA_RUN`), never inferred from
-//! interrupts, so a late interrupt of a given-up computation cannot complete the next one.
+//! for the engine to be *idle*, starts its own operation and waits for idle again. Idle means
+//! both: the device says so (`STATUS_COMPUTING`, `DMA_RUN` clear: a computation or transfer
+//! whose caller gave up may still be running, see `regs.rs` rules 3 and 5) **and** the
+//! completion interrupt of the last operation started has been handled (`fact_irq_due`,
+//! `dma_irq_due`). The device clears its busy bit *before* it raises the interrupt, from
+//! another thread; without the second condition a fast factorial's caller could return and
+//! the next one start before the first interrupt arrived, and two completions would reach the
+//! handler as one `IRQ_STATUS` bit (counted once, or taken for the wrong operation). So each
+//! engine has at most one completion in flight, every completion is counted exactly once,
+//! and a late interrupt of a given-up operation is handled before the next one starts.
 //! The interrupt's hard half acks the device and hands the bits to its thread, which takes
-//! the state lock before waking the waiters: a waiter checks the device and goes to sleep
-//! under that lock, so a completion between the two cannot be missed.
+//! the state lock before waking the waiters: a waiter checks the state and the device and
+//! goes to sleep under that lock, so a completion between the two cannot be missed.
 
 use crate::{
     regs,
@@ -72,6 +78,10 @@ pub(crate) struct State {
     fact_busy: bool,
     /// A caller owns the DMA engine.
     dma_busy: bool,
+    /// A computation was started and its completion interrupt not yet handled.
+    fact_irq_due: bool,
+    /// A transfer was started and its completion interrupt not yet handled.
+    dma_irq_due: bool,
     /// Bytes of the transfer last started (counted when its interrupt arrives).
     dma_len: usize,
     /// The DMA buffer (`BUF_SIZE` bytes below 2^28); `None` once unbind freed it.
@@ -92,7 +102,8 @@ pub(crate) struct Edu {
     events: CondVar,
     /// `IRQ_STATUS` bits acked by the hard interrupt handler, not yet seen by its thread.
     pending: Atomic<u32>,
-    /// Interrupts handled.
+    /// Interrupt status bits acked: one per completion the device signalled, also when two
+    /// arrive in one interrupt.
     interrupts: Atomic<u64>,
     /// `edu0`, `edu1`, ...: the device node's name.
     pub(crate) name: &'static CStr,
@@ -118,6 +129,23 @@ impl State {
             Engine::Dma => &mut self.dma_busy,
         }
     }
+
+    fn irq_due(&mut self, e: Engine) -> &mut bool {
+        match e {
+            Engine::Fact => &mut self.fact_irq_due,
+            Engine::Dma => &mut self.dma_irq_due,
+        }
+    }
+}
+
+impl Engine {
+    /// Does the device say this engine is busy?
+    fn device_busy(self, bar: &pci::Bar<'_, { regs::BAR_SIZE }>) -> bool {
+        match self {
+            Engine::Fact => bar.read32(regs::STATUS) & regs::STATUS_COMPUTING != 0,
+            Engine::Dma => bar.read32(regs::DMA_CMD) & regs::DMA_RUN != 0,
+        }
+    }
 }
 
 impl Edu {
@@ -134,6 +162,8 @@ impl Edu {
                 gone: false,
                 fact_busy: false,
                 dma_busy: false,
+                fact_irq_due: false,
+                dma_irq_due: false,
                 dma_len: 0,
                 buf: Some(buf),
                 factorials: 0,
@@ -160,19 +190,20 @@ impl Edu {
         &self.bar
     }
 
-    /// Sleeps until `idle` holds on the device, a signal (`ERESTARTSYS`), the deadline
+    /// Sleeps until engine `e` is idle (see the module documentation: the device says so and
+    /// the last completion interrupt was handled), a signal (`ERESTARTSYS`), the deadline
     /// (`ETIMEDOUT`) or unbind (`ENODEV`). Checked and slept on under the state lock.
-    fn wait_device(
+    fn wait_idle(
         &self,
         st: &mut MutexGuard<'_, State>,
         deadline: &mut Deadline,
-        idle: impl Fn(&pci::Bar<'_, { regs::BAR_SIZE }>) -> bool,
+        e: Engine,
     ) -> Result {
         loop {
             if st.gone {
                 return Err(ENODEV);
             }
-            if self.with_bar(&idle)? {
+            if !*st.irq_due(e) && !self.with_bar(|bar| e.device_busy(bar))? {
                 return Ok(());
             }
             self.sleep(st, deadline)?;
@@ -220,15 +251,14 @@ impl Edu {
 
     /// `EDU_IOC_FACTORIAL`: `n!` modulo 2^32, within `timeout_ms`.
     pub(crate) fn factorial(&self, n: u32, timeout_ms: u32) -> Result<u32> {
-        let computing = |bar: &pci::Bar<'_, { regs::BAR_SIZE }>| {
-            bar.read32(regs::STATUS) & regs::STATUS_COMPUTING != 0
-        };
         let mut deadline = Deadline(msecs_to_jiffies(timeout_ms));
         self.with_engine(Engine::Fact, &mut deadline, |st, deadline| {
-            // A computation whose caller gave up may still run: the device would ignore `n`.
-            self.wait_device(st, deadline, |bar| !computing(bar))?;
+            // A computation whose caller gave up may still run (the device would ignore `n`)
+            // or its interrupt be on the way (it would be taken for ours).
+            self.wait_idle(st, deadline, Engine::Fact)?;
             self.with_bar(|bar| bar.write32(n, regs::FACT))?;
-            self.wait_device(st, deadline, |bar| !computing(bar))?;
+            st.fact_irq_due = true;
+            self.wait_idle(st, deadline, Engine::Fact)?;
             self.with_bar(|bar| bar.read32(regs::FACT))
         })
     }
@@ -261,12 +291,10 @@ impl Edu {
         if len == 0 || off.checked_add(len).is_none_or(|end| end > regs::BUF_SIZE) {
             return Err(EINVAL);
         }
-        let running =
-            |bar: &pci::Bar<'_, { regs::BAR_SIZE }>| bar.read32(regs::DMA_CMD) & regs::DMA_RUN != 0;
         let mut deadline = Deadline(msecs_to_jiffies(uapi::DEFAULT_TIMEOUT_MS));
         self.with_engine(Engine::Dma, &mut deadline, |st, deadline| {
             // A transfer whose caller gave up may still run: it owns the buffer until then.
-            self.wait_device(st, deadline, |bar| !running(bar))?;
+            self.wait_idle(st, deadline, Engine::Dma)?;
             let buf = st.buf.as_ref().ok_or(ENODEV)?;
             fill(buf)?;
             let ram: DmaAddress = buf.dma_address();
@@ -285,7 +313,8 @@ impl Edu {
                 bar.write32(cmd, regs::DMA_CMD);
             })?;
             st.dma_len = len;
-            self.wait_device(st, deadline, |bar| !running(bar))?;
+            st.dma_irq_due = true;
+            self.wait_idle(st, deadline, Engine::Dma)?;
             drain(st.buf.as_ref().ok_or(ENODEV)?)
         })
     }
@@ -363,7 +392,7 @@ impl Edu {
             // Not ours (a shared INTx line) or already acked.
             return ThreadedIrqReturn::None;
         }
-        self.interrupts.add(1, Relaxed);
+        self.interrupts.add(u64::from(status.count_ones()), Relaxed);
         let mut old = self.pending.load(Relaxed);
         while let Err(cur) = self.pending.cmpxchg(old, old | status, Full) {
             old = cur;
@@ -376,10 +405,14 @@ impl Edu {
     fn irq_thread(&self) -> IrqReturn {
         let bits = self.pending.xchg(0, Full);
         let mut st = self.state.lock();
-        if bits & regs::IRQ_FACT != 0 {
+        // Only completions of operations this binding started count (a computation of a
+        // previous binding may still finish, `regs.rs` rule 8).
+        if bits & regs::IRQ_FACT != 0 && st.fact_irq_due {
+            st.fact_irq_due = false;
             st.factorials += 1;
         }
-        if bits & regs::IRQ_DMA != 0 {
+        if bits & regs::IRQ_DMA != 0 && st.dma_irq_due {
+            st.dma_irq_due = false;
             st.dma_transfers += 1;
             st.dma_bytes += st.dma_len as u64;
         }

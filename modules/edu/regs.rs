@@ -14,7 +14,9 @@
 //!    serialised to get their own inverse back).
 //! 3. A write of `n` to `FACT` starts the computation of `n!` (wrapping modulo 2^32) on a
 //!    device thread and sets `STATUS_COMPUTING` *during the write*; the thread clears it and
-//!    then, if `STATUS_IRQFACT` is set, raises `IRQ_FACT`. **A write to `FACT` while
+//!    then, if `STATUS_IRQFACT` is set, raises `IRQ_FACT`: a reader may see the bit clear
+//!    before the interrupt is raised (it needs QEMU's big lock), so a driver that starts the
+//!    next computation at once gets two completions in one `IRQ_STATUS` bit. **A write to `FACT` while
 //!    `STATUS_COMPUTING` is set is silently ignored**, and reading `FACT` during a
 //!    computation returns `n`, not a result: a computation may only be started when the
 //!    previous one is over, and its result is the value of `FACT` once `STATUS_COMPUTING`
