@@ -207,6 +207,26 @@ impl Job {
         ))
     }
 
+    /// The first QEMU `edu` PCI device (1234:11e8) to `rust_edu`, the second to `cedu`
+    /// (`driver_override`), so that loading both drivers binds one device each (else the
+    /// first loaded takes both); `say`: print which goes where.
+    pub fn edu_one_device_each(&mut self, say: bool) -> &mut Job {
+        let say = if say {
+            "echo \"== edu device ${d##*/} (QEMU 1234:11e8) goes to $drv\""
+        } else {
+            ":"
+        };
+        self.line(&format!(
+            "i=0\n\
+             for d in /sys/bus/pci/devices/*; do\n\
+               [ \"$(cat $d/vendor)\" = 0x1234 ] && [ \"$(cat $d/device)\" = 0x11e8 ] || continue\n\
+               if [ $i = 0 ]; then drv=rust_edu; else drv=cedu; fi\n\
+               echo $drv > $d/driver_override; i=$((i+1))\n\
+               {say}\n\
+             done"
+        ))
+    }
+
     /// `cargo xtask run`'s demo: load each module showing its kernel messages (the first
     /// `edu` PCI device goes to `rust_edu`, the second to `cedu`, by `driver_override`), list
     /// the modules, one factorial and one DMA round trip on each `edu` driver's device, read
@@ -215,15 +235,7 @@ impl Job {
     pub fn demo(&mut self, modules: &[String], shell: bool) -> &mut Job {
         self.remember_devices();
         self.line("echo '== kernel:' $(uname -r)");
-        self.line(
-            "i=0\n\
-             for d in /sys/bus/pci/devices/*; do\n\
-               [ \"$(cat $d/vendor)\" = 0x1234 ] && [ \"$(cat $d/device)\" = 0x11e8 ] || continue\n\
-               if [ $i = 0 ]; then drv=rust_edu; else drv=cedu; fi\n\
-               echo $drv > $d/driver_override; i=$((i+1))\n\
-               echo \"== edu device ${d##*/} (QEMU 1234:11e8) goes to $drv\"\n\
-             done",
-        );
+        self.edu_one_device_each(true);
         let new_messages = "dmesg | tail -n +$((n+1)) | sed 's/^/   dmesg: /'";
         for m in modules {
             self.line(&format!(
