@@ -24,11 +24,13 @@
 //! time): one line `MODULE SECTION 0xOFFSET` per distinct PC, `? 0xPC` when no loaded module
 //! contains it. The host maps those to source lines with the `.ko`'s DWARF.
 
+use crate::sys;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 #[cfg(target_feature = "crt-static")]
 use std::ffi::c_void;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::OnceLock;
 
 /// `_IOR('c', 1, unsigned long)`
@@ -37,7 +39,7 @@ const KCOV_INIT_TRACE: u64 = 0x8008_6301;
 const KCOV_ENABLE: u64 = 0x6364;
 /// `_IO('c', 101)`
 const KCOV_DISABLE: u64 = 0x6365;
-const KCOV_TRACE_PC: u64 = 0;
+const KCOV_TRACE_PC: usize = 0;
 const KCOV_PATH: &str = "/sys/kernel/debug/kcov";
 /// The environment variable that turns collection on in the test binaries.
 pub const DIR_ENV: &str = "RKM_KCOV_DIR";
@@ -48,7 +50,7 @@ pub const THREAD_WORDS: usize = 1 << 19;
 
 /// One task's KCOV buffer.
 pub struct Kcov {
-    fd: i32,
+    fd: OwnedFd,
     area: *mut u64,
     words: usize,
 }
@@ -56,23 +58,9 @@ pub struct Kcov {
 impl Kcov {
     /// Open and map a buffer of `words` entries (not yet enabled).
     pub fn open(words: usize) -> io::Result<Kcov> {
-        let path = c"/sys/kernel/debug/kcov";
-        debug_assert_eq!(path.to_str(), Ok(KCOV_PATH));
-        // SAFETY: a valid NUL-terminated path.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fail = |fd| {
-            let e = io::Error::last_os_error();
-            // SAFETY: closing our own fd.
-            unsafe { libc::close(fd) };
-            e
-        };
+        let fd = sys::open(KCOV_PATH, libc::O_RDWR)?;
         // SAFETY: KCOV_INIT_TRACE takes the buffer size in entries by value.
-        if unsafe { libc::ioctl(fd, KCOV_INIT_TRACE as _, words as libc::c_ulong) } != 0 {
-            return Err(fail(fd));
-        }
+        unsafe { sys::ioctl(fd.as_raw_fd(), KCOV_INIT_TRACE, words) }?;
         // SAFETY: mapping the kcov fd with the size it was initialised to.
         let area = unsafe {
             libc::mmap(
@@ -80,12 +68,12 @@ impl Kcov {
                 words * 8,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                fd,
+                fd.as_raw_fd(),
                 0,
             )
         };
         if area == libc::MAP_FAILED {
-            return Err(fail(fd));
+            return Err(io::Error::last_os_error());
         }
         Ok(Kcov {
             fd,
@@ -97,9 +85,7 @@ impl Kcov {
     /// Start collecting this task's PCs (and forget any collected before).
     pub fn enable(&self) -> io::Result<()> {
         // SAFETY: our own kcov fd; KCOV_ENABLE takes the mode by value.
-        if unsafe { libc::ioctl(self.fd, KCOV_ENABLE as _, KCOV_TRACE_PC as libc::c_ulong) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        unsafe { sys::ioctl(self.fd.as_raw_fd(), KCOV_ENABLE, KCOV_TRACE_PC) }?;
         self.reset();
         Ok(())
     }
@@ -124,19 +110,16 @@ impl Kcov {
 
     /// Stop collecting.
     pub fn disable(&self) {
-        // SAFETY: our own kcov fd.
-        unsafe { libc::ioctl(self.fd, KCOV_DISABLE as _, 0) };
+        // SAFETY: our own kcov fd; KCOV_DISABLE takes no argument.
+        let _ = unsafe { sys::ioctl(self.fd.as_raw_fd(), KCOV_DISABLE, 0) };
     }
 }
 
 impl Drop for Kcov {
     fn drop(&mut self) {
         self.disable();
-        // SAFETY: unmapping and closing what `open` created.
-        unsafe {
-            libc::munmap(self.area.cast(), self.words * 8);
-            libc::close(self.fd);
-        }
+        // SAFETY: unmapping what `open` mapped (the fd closes after this).
+        unsafe { libc::munmap(self.area.cast(), self.words * 8) };
     }
 }
 

@@ -5,64 +5,24 @@
 //! Tests load modules with the real syscalls (so they see the exact errno), read new kernel
 //! log records from `/dev/kmsg` (with their priority), and use the devices like any program.
 
-use std::ffi::CString;
-use std::fmt;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+pub mod fault;
+pub mod fifo;
 pub mod kcov;
+pub mod sys;
 
-/// An errno value, printed with its symbolic name.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Errno(pub i32);
+pub use sys::Errno;
 
-impl Errno {
-    pub fn last() -> Errno {
-        Errno(io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    }
-
-    pub fn name(self) -> &'static str {
-        match self.0 {
-            libc::EPERM => "EPERM",
-            libc::ENOENT => "ENOENT",
-            libc::EINTR => "EINTR",
-            libc::EIO => "EIO",
-            libc::ENXIO => "ENXIO",
-            libc::E2BIG => "E2BIG",
-            libc::EBADF => "EBADF",
-            libc::EAGAIN => "EAGAIN",
-            libc::ENOMEM => "ENOMEM",
-            libc::EACCES => "EACCES",
-            libc::EFAULT => "EFAULT",
-            libc::EBUSY => "EBUSY",
-            libc::EEXIST => "EEXIST",
-            libc::ENODEV => "ENODEV",
-            libc::EINVAL => "EINVAL",
-            libc::ENOTTY => "ENOTTY",
-            libc::ENOSPC => "ENOSPC",
-            libc::EPIPE => "EPIPE",
-            libc::ERANGE => "ERANGE",
-            libc::ENOSYS => "ENOSYS",
-            libc::ENOEXEC => "ENOEXEC",
-            libc::EOVERFLOW => "EOVERFLOW",
-            _ => "E?",
-        }
-    }
-}
-
-impl fmt::Debug for Errno {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}({})", self.name(), self.0)
-    }
-}
-
-impl From<io::Error> for Errno {
-    fn from(e: io::Error) -> Errno {
-        Errno(e.raw_os_error().unwrap_or(0))
-    }
-}
+/// Kernel reports (BUG, WARNING, Oops, KASAN, ...): the host's one list of markers
+/// (`xtask/src/logscan/markers.rs`), compiled in here too.
+#[path = "../../xtask/src/logscan/markers.rs"]
+mod report_markers;
+pub use report_markers::report_kind;
 
 /// Loading and unloading modules with `finit_module(2)` / `delete_module(2)`.
 pub mod kmod {
@@ -82,14 +42,17 @@ pub mod kmod {
     /// Load module `name` with `params` (e.g. `"my_param=7 flag=y"`); the exact errno on failure.
     pub fn load(name: &str, params: &str) -> Result<(), Errno> {
         let f = File::open(path(name)).map_err(Errno::from)?;
-        let p = CString::new(params).expect("no NUL in params");
+        finit(&f, &CString::new(params).expect("no NUL in params"))
+    }
+
+    /// `finit_module(file, params, 0)` of an open module file. Tests that inject faults open
+    /// the file and make `params` first: this makes no other syscall and allocates nothing,
+    /// so the faults land in the load itself.
+    pub fn finit(file: &File, params: &CStr) -> Result<(), Errno> {
         // SAFETY: valid fd and NUL-terminated string for the duration of the call.
-        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), p.as_ptr(), 0) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(Errno::last())
-        }
+        let r =
+            unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
+        crate::sys::cvt(r).map(drop)
     }
 
     /// Unload module `name` (non-blocking, like `rmmod`).
@@ -101,11 +64,7 @@ pub mod kmod {
         crate::kcov::around_unload(|| {
             // SAFETY: valid NUL-terminated string.
             let r = unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };
-            if r == 0 {
-                Ok(())
-            } else {
-                Err(Errno::last())
-            }
+            crate::sys::cvt(r).map(drop)
         })
     }
 
@@ -241,8 +200,8 @@ impl Kmsg {
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/kmsg")
             .expect("open /dev/kmsg");
-        // SAFETY: valid fd; SEEK_END on /dev/kmsg moves to the end of the log.
-        unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_END) };
+        // SEEK_END on /dev/kmsg moves to the end of the log.
+        let _ = sys::lseek(file.as_raw_fd(), 0, libc::SEEK_END);
         Kmsg { file }
     }
 
@@ -268,6 +227,15 @@ impl Kmsg {
     /// Texts of the new records.
     pub fn lines(&mut self) -> Vec<String> {
         self.read().into_iter().map(|r| r.text).collect()
+    }
+
+    /// Texts of the new records of `module` (`module: text`), the prefix stripped.
+    pub fn module_lines(&mut self, module: &str) -> Vec<String> {
+        let prefix = format!("{module}: ");
+        self.lines()
+            .into_iter()
+            .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+            .collect()
     }
 
     /// Wait up to `timeout` for a new record containing `needle`; returns it.

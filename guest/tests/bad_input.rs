@@ -3,33 +3,14 @@
 //! SET_CAPACITY on a non-empty FIFO, privileged ioctls and device opens as an unprivileged
 //! user, rmmod of a module whose device is open (EWOULDBLOCK: see the row).
 
+use guest::sys::{self, open};
 use guest::{kmod, Errno};
-use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 const KERNEL_PTR: usize = 0xffff_8880_0000_0000;
 
-fn open(path: &str, flags: i32) -> Result<i32, Errno> {
-    let c = CString::new(path).unwrap();
-    // SAFETY: valid NUL-terminated path.
-    let fd = unsafe { libc::open(c.as_ptr(), flags) };
-    if fd < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(fd)
-    }
-}
-
-fn check(r: isize) -> Result<(), Errno> {
-    if r < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(())
-    }
-}
-
-/// An fd of `path` opened O_RDWR|O_NONBLOCK, closed by the caller's process exit (the
-/// table runs once; fds are few).
-fn rw(path: &str) -> i32 {
+/// An fd of `path` opened O_RDWR|O_NONBLOCK.
+fn rw(path: &str) -> OwnedFd {
     open(path, libc::O_RDWR | libc::O_NONBLOCK).unwrap_or_else(|e| panic!("open {path}: {e:?}"))
 }
 
@@ -37,33 +18,21 @@ fn read_to(path: &str, ptr: usize, len: usize) -> Result<(), Errno> {
     let fd = rw(path);
     if path.contains("fifo") {
         // Something to read, so the copy to `ptr` is really attempted.
-        // SAFETY: writing from a valid static buffer.
-        unsafe { libc::write(fd, b"data".as_ptr().cast(), 4) };
+        let _ = sys::write(fd.as_raw_fd(), b"data");
     }
-    // SAFETY: the kernel validates `ptr`; a bad one is the point of the row.
-    let r = check(unsafe { libc::read(fd, ptr as *mut libc::c_void, len) });
-    // SAFETY: closing our fd.
-    unsafe { libc::close(fd) };
-    r
+    // SAFETY: the rows' addresses are unmapped, the kernel's or read-only: nothing of this
+    // process is written; a bad address is the point of the row.
+    unsafe { sys::read_to_addr(fd.as_raw_fd(), ptr, len) }.map(drop)
 }
 
 fn write_from(path: &str, ptr: usize, len: usize) -> Result<(), Errno> {
-    let fd = rw(path);
-    // SAFETY: the kernel validates `ptr`; a bad one is the point of the row.
-    let r = check(unsafe { libc::write(fd, ptr as *const libc::c_void, len) });
-    // SAFETY: closing our fd.
-    unsafe { libc::close(fd) };
-    r
+    sys::write_from_addr(rw(path).as_raw_fd(), ptr, len).map(drop)
 }
 
 fn ioctl(path: &str, cmd: u32, arg: usize) -> Result<(), Errno> {
-    let fd = rw(path);
-    let r = rfifo_uapi::ioctl_raw(fd, cmd, arg)
-        .map(drop)
-        .map_err(Errno::from);
-    // SAFETY: closing our fd.
-    unsafe { libc::close(fd) };
-    r
+    // SAFETY: the rows' arguments are null or kernel addresses, or commands that write
+    // nothing: the kernel validates them, nothing of this process is written.
+    unsafe { sys::ioctl(rw(path).as_raw_fd(), cmd.into(), arg) }.map(drop)
 }
 
 /// Run `f` in a child process as uid/gid 65534 (nobody); its errno comes back as the exit
@@ -269,24 +238,14 @@ fn every_bad_input_gets_its_errno() {
             leak(format!("{dev} SET_CAPACITY while non-empty")),
             Box::new(move || {
                 let fd = rw(dev);
-                // SAFETY: valid static buffer.
-                unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) };
-                let r = rfifo_uapi::set_capacity(fd, 4096).map_err(Errno::from);
-                // SAFETY: closing our fd.
-                unsafe { libc::close(fd) };
-                r
+                sys::write(fd.as_raw_fd(), b"x").unwrap();
+                rfifo_uapi::set_capacity(fd.as_raw_fd(), 4096).map_err(Errno::from)
             }),
             libc::EBUSY,
         ));
         rows.push((
             leak(format!("{dev} SET_CAPACITY 0")),
-            Box::new(move || {
-                let fd = rw(dev);
-                let r = rfifo_uapi::set_capacity(fd, 0).map_err(Errno::from);
-                // SAFETY: closing our fd.
-                unsafe { libc::close(fd) };
-                r
-            }),
+            Box::new(move || rfifo_uapi::set_capacity(rw(dev).as_raw_fd(), 0).map_err(Errno::from)),
             libc::EINVAL,
         ));
         rows.push((
@@ -298,10 +257,7 @@ fn every_bad_input_gets_its_errno() {
             leak(format!("{dev} SET_CAPACITY as nobody (fd opened by root)")),
             Box::new(move || {
                 let fd = rw(dev);
-                let r = as_nobody(|| rfifo_uapi::set_capacity(fd, 8192).map_err(Errno::from));
-                // SAFETY: closing our fd.
-                unsafe { libc::close(fd) };
-                r
+                as_nobody(|| rfifo_uapi::set_capacity(fd.as_raw_fd(), 8192).map_err(Errno::from))
             }),
             libc::EPERM,
         ));
@@ -309,10 +265,7 @@ fn every_bad_input_gets_its_errno() {
             leak(format!("{dev} CLEAR as nobody (fd opened by root)")),
             Box::new(move || {
                 let fd = rw(dev);
-                let r = as_nobody(|| rfifo_uapi::clear(fd).map_err(Errno::from));
-                // SAFETY: closing our fd.
-                unsafe { libc::close(fd) };
-                r
+                as_nobody(|| rfifo_uapi::clear(fd.as_raw_fd()).map_err(Errno::from))
             }),
             libc::EPERM,
         ));
@@ -347,8 +300,7 @@ fn every_bad_input_gets_its_errno() {
             Box::new(move || {
                 let fd = rw(dev);
                 let r = kmod::unload(m);
-                // SAFETY: closing our fd.
-                unsafe { libc::close(fd) };
+                drop(fd);
                 assert!(kmod::is_loaded(m), "{m} unloaded while open");
                 r
             }),

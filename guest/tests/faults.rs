@@ -27,64 +27,12 @@
 //! IRQ request (`irqaction`, the handler thread, its `/proc` directory) without hitting it.
 //! Excluding those kernel call sites instead would need `CONFIG_FAULT_INJECTION_STACKTRACE_FILTER`.
 
+use guest::fault::{configure, FailNth};
+use guest::sys::{open, read, write};
 use guest::{kmod, Errno};
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-
-/// Configure the fault attributes so that `fail-nth` reaches GFP_KERNEL allocations and
-/// injections do not print stack dumps (which the log scan would rightly flag).
-fn configure() {
-    let set = |p: &str, v: &str| {
-        let path = format!("/sys/kernel/debug/{p}");
-        if std::path::Path::new(&path).exists() {
-            std::fs::write(&path, v).unwrap_or_else(|e| panic!("{path}: {e}"));
-        }
-    };
-    for attr in ["failslab", "fail_page_alloc"] {
-        set(&format!("{attr}/verbose"), "0");
-        set(&format!("{attr}/ignore-gfp-wait"), "N");
-        set(&format!("{attr}/probability"), "0");
-    }
-    set("fail_page_alloc/min-order", "0");
-    set("fail_page_alloc/ignore-gfp-highmem", "N");
-    assert!(
-        std::path::Path::new("/sys/kernel/debug/failslab").exists(),
-        "failslab debugfs is missing (CONFIG_FAILSLAB + FAULT_INJECTION_DEBUG_FS)"
-    );
-}
-
-/// This thread's `fail-nth`, kept open so arming and reading it allocate nothing.
-struct FailNth(File);
-
-impl FailNth {
-    fn new() -> FailNth {
-        FailNth(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/proc/thread-self/fail-nth")
-                .expect("open /proc/thread-self/fail-nth"),
-        )
-    }
-    fn arm(&self, n: u32) {
-        self.0
-            .write_at(n.to_string().as_bytes(), 0)
-            .expect("arm fail-nth");
-    }
-    /// True when the armed fault was injected (the counter reached 0), then disarms.
-    fn injected(&self) -> bool {
-        let mut buf = [0u8; 16];
-        let len = self.0.read_at(&mut buf, 0).expect("read fail-nth");
-        let left: u32 = std::str::from_utf8(&buf[..len])
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        self.0.write_at(b"0", 0).expect("disarm fail-nth");
-        left == 0
-    }
-}
 
 /// Walk `op` through its fault points. `op` returns Ok or the errno; `allowed` lists the
 /// errnos a failure may have; `check` runs after each attempt (invariants). Returns the
@@ -143,17 +91,7 @@ fn insmod_of_every_module_fails_cleanly_at_every_allocation() {
         total += walk(
             &format!("insmod {m}"),
             &[libc::ENOMEM],
-            || {
-                // SAFETY: valid fd and NUL-terminated params.
-                let r = unsafe {
-                    libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), empty.as_ptr(), 0)
-                };
-                if r == 0 {
-                    Ok(())
-                } else {
-                    Err(Errno::last())
-                }
-            },
+            || kmod::finit(&file, &empty),
             |ok| {
                 if ok {
                     kmod::unload(&m).unwrap_or_else(|e| panic!("rmmod {m}: {e:?}"));
@@ -177,39 +115,6 @@ fn insmod_of_every_module_fails_cleanly_at_every_allocation() {
         total > 0,
         "no fault was injected at all: is fail-nth working?"
     );
-}
-
-fn open(path: &str, flags: i32) -> Result<OwnedFd, Errno> {
-    let c = std::ffi::CString::new(path).unwrap();
-    // SAFETY: valid NUL-terminated path.
-    let fd = unsafe { libc::open(c.as_ptr(), flags) };
-    if fd < 0 {
-        Err(Errno::last())
-    } else {
-        // SAFETY: a fresh fd that we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
-}
-
-fn write(fd: RawFd, data: &[u8]) -> Result<usize, Errno> {
-    // SAFETY: data is valid for reads of its length.
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    if n < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-fn read(fd: RawFd, n: usize) -> Result<Vec<u8>, Errno> {
-    let mut buf = vec![0u8; n];
-    // SAFETY: buf is valid for writes of its length.
-    let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), n) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    buf.truncate(r as usize);
-    Ok(buf)
 }
 
 fn device_ops(module: &'static str, dev: &str) {

@@ -10,14 +10,12 @@
 //!   that faults slowly (userfaultfd): they must not wait for it;
 //! - insmod + rmmod time with 64 devices (printed, not asserted).
 
-mod fifo_common;
-
-use fifo_common::*;
+use guest::fault::{self, FailNth};
+use guest::fifo::*;
 use guest::kmod::{self, Loaded};
-use guest::{is_debug_kernel, sh, Errno};
+use guest::{is_debug_kernel, sh, sys, Errno};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -130,68 +128,6 @@ fn ioctls_from_a_32bit_program_cfifo() {
 
 // ---- 3. an open racing with a failing init ---------------------------------------------
 
-/// Fault attributes so that `fail-nth` reaches GFP_KERNEL allocations, without stack dumps.
-fn configure_fault_injection() {
-    for attr in ["failslab", "fail_page_alloc"] {
-        for (f, v) in [
-            ("verbose", "0"),
-            ("ignore-gfp-wait", "N"),
-            ("probability", "0"),
-        ] {
-            let p = format!("/sys/kernel/debug/{attr}/{f}");
-            if std::path::Path::new(&p).exists() {
-                std::fs::write(&p, v).unwrap_or_else(|e| panic!("{p}: {e}"));
-            }
-        }
-    }
-    assert!(
-        std::path::Path::new("/proc/thread-self/fail-nth").exists(),
-        "no fail-nth (CONFIG_FAULT_INJECTION)"
-    );
-}
-
-/// This thread's `/proc/thread-self/fail-nth`.
-struct FailNth(File);
-
-impl FailNth {
-    fn new() -> FailNth {
-        FailNth(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/proc/thread-self/fail-nth")
-                .expect("fail-nth"),
-        )
-    }
-
-    fn arm(&self, n: u32) {
-        self.0.write_at(n.to_string().as_bytes(), 0).unwrap();
-    }
-
-    /// Fault points left before the armed one (0: it was injected); disarms.
-    fn left(&self) -> u32 {
-        let mut b = [0u8; 16];
-        let n = self.0.read_at(&mut b, 0).unwrap();
-        self.0.write_at(b"0", 0).unwrap();
-        std::str::from_utf8(&b[..n])
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-fn finit(file: &File, params: &str) -> Result<(), Errno> {
-    let p = std::ffi::CString::new(params).unwrap();
-    // SAFETY: valid fd and NUL-terminated parameters.
-    let r = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), p.as_ptr(), 0) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(Errno::last())
-    }
-}
-
 /// What the racing opener saw.
 #[derive(Default)]
 struct Seen {
@@ -223,7 +159,7 @@ fn racing_open(m: &str, file: &File, n: u32, seen: &Arc<Seen>) -> bool {
     });
     let f = FailNth::new();
     f.arm(n);
-    let r = finit(file, "devices=64");
+    let r = kmod::finit(file, c"devices=64");
     f.left();
     stop.store(true, Ordering::SeqCst);
     match r {
@@ -261,14 +197,14 @@ fn racing_open(m: &str, file: &File, n: u32, seen: &Arc<Seen>) -> bool {
 }
 
 fn open_during_failing_init(m: &'static str) {
-    configure_fault_injection();
+    fault::configure();
     kmod::ensure_unloaded(m);
     let file = File::open(kmod::path(m)).unwrap();
     // How many fault points a successful load with 64 devices passes.
     let f = FailNth::new();
     const BIG: u32 = 1_000_000;
     f.arm(BIG);
-    finit(&file, "devices=64").expect("load without injection");
+    kmod::finit(&file, c"devices=64").expect("load without injection");
     let points = BIG - f.left();
     kmod::unload(m).unwrap();
     // Spread the attempts over the load (most fault points are in the 64 device_create()s).
@@ -317,9 +253,9 @@ fn open_during_failing_init_is_refused_cfifo() {
 // ---- 6. poll and fdinfo while a reader is stalled mid-copy -----------------------------
 
 const UFFD_API: u64 = 0xAA;
-const UFFDIO_API: libc::c_ulong = 0xC018_AA3F;
-const UFFDIO_REGISTER: libc::c_ulong = 0xC020_AA00;
-const UFFDIO_COPY: libc::c_ulong = 0xC028_AA03;
+const UFFDIO_API: u64 = 0xC018_AA3F;
+const UFFDIO_REGISTER: u64 = 0xC020_AA00;
+const UFFDIO_COPY: u64 = 0xC028_AA03;
 const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
 const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
 
@@ -345,12 +281,8 @@ impl SlowMemory {
             assert!(fd >= 0, "userfaultfd: {:?}", Errno::last());
             let uffd = OwnedFd::from_raw_fd(fd as RawFd);
             let mut api = [UFFD_API, 0, 0];
-            assert_eq!(
-                libc::ioctl(fd as RawFd, UFFDIO_API, api.as_mut_ptr()),
-                0,
-                "UFFDIO_API: {:?}",
-                Errno::last()
-            );
+            let r = sys::ioctl(fd as RawFd, UFFDIO_API, api.as_mut_ptr() as usize);
+            assert_eq!(r, Ok(0), "UFFDIO_API");
             let area = libc::mmap(
                 std::ptr::null_mut(),
                 len,
@@ -361,12 +293,8 @@ impl SlowMemory {
             );
             assert_ne!(area, libc::MAP_FAILED);
             let mut reg = [area as u64, len as u64, UFFDIO_REGISTER_MODE_MISSING, 0];
-            assert_eq!(
-                libc::ioctl(fd as RawFd, UFFDIO_REGISTER, reg.as_mut_ptr()),
-                0,
-                "UFFDIO_REGISTER: {:?}",
-                Errno::last()
-            );
+            let r = sys::ioctl(fd as RawFd, UFFDIO_REGISTER, reg.as_mut_ptr() as usize);
+            assert_eq!(r, Ok(0), "UFFDIO_REGISTER");
             SlowMemory {
                 uffd,
                 area: area.cast(),
@@ -381,10 +309,9 @@ impl SlowMemory {
         if poll(fd, libc::POLLIN, timeout.as_millis() as i32).ok()? & libc::POLLIN == 0 {
             return None;
         }
-        let mut msg = [0u8; 32];
-        // SAFETY: `msg` is valid for 32 bytes, the size of `struct uffd_msg`.
-        let n = unsafe { libc::read(fd, msg.as_mut_ptr().cast(), msg.len()) };
-        (n == 32 && msg[0] == UFFD_EVENT_PAGEFAULT)
+        let mut msg = [0u8; 32]; // `struct uffd_msg`
+        let n = sys::read_into(fd, &mut msg);
+        (n == Ok(32) && msg[0] == UFFD_EVENT_PAGEFAULT)
             .then(|| u64::from_ne_bytes(msg[16..24].try_into().unwrap()))
     }
 
@@ -394,8 +321,8 @@ impl SlowMemory {
         let zero = vec![0u8; page as usize];
         let mut copy = [addr & !(page - 1), zero.as_ptr() as u64, page, 0, 0];
         // SAFETY: `copy` is a valid `struct uffdio_copy`; the source page lives meanwhile.
-        let r = unsafe { libc::ioctl(raw(&self.uffd), UFFDIO_COPY, copy.as_mut_ptr()) };
-        assert_eq!(r, 0, "UFFDIO_COPY: {:?}", Errno::last());
+        let r = unsafe { sys::ioctl(raw(&self.uffd), UFFDIO_COPY, copy.as_mut_ptr() as usize) };
+        assert_eq!(r, Ok(0), "UFFDIO_COPY");
     }
 }
 
@@ -429,12 +356,7 @@ fn stalled_copy(path: &str) -> (Option<(i16, i16)>, bool, Result<usize, Errno>) 
     let m = mem.clone();
     let reader = spawn(move || {
         // SAFETY: `m.area` is valid for 100 bytes; its first touch faults (userfaultfd).
-        let n = unsafe { libc::read(rfd, m.area.cast(), 100) };
-        if n < 0 {
-            Err(Errno::last())
-        } else {
-            Ok(n as usize)
-        }
+        unsafe { sys::read_to_addr(rfd, m.area as usize, 100) }
     });
     let fault = mem.next_fault(Duration::from_secs(10));
     assert!(

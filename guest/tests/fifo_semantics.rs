@@ -8,11 +8,9 @@
 //! writes page-aligned where the difference would show (e.g. a FIFO can have fewer free
 //! bytes than `capacity - fill`).
 
-mod fifo_common;
-
-use fifo_common::*;
+use guest::fifo::*;
 use guest::kmod::Loaded;
-use guest::Errno;
+use guest::{sys, Errno};
 use std::fmt::Debug;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -495,16 +493,11 @@ fn sa_restart_signal_restarts_a_blocked_open() {
 fn lseek_pread_pwrite_fail_espipe() {
     Env::new().check((ESPIPE, ESPIPE, ESPIPE), |path| {
         let fd = open_bounded(path, O_RDWR).unwrap();
-        let mut b = [0u8; 4];
-        // SAFETY: plain syscalls on a valid fd with a valid buffer.
-        unsafe {
-            assert_eq!(libc::lseek(raw(&fd), 0, libc::SEEK_CUR), -1);
-            let e1 = Errno::last();
-            assert_eq!(libc::pread(raw(&fd), b.as_mut_ptr().cast(), 4, 0), -1);
-            let e2 = Errno::last();
-            assert_eq!(libc::pwrite(raw(&fd), b.as_ptr().cast(), 4, 0), -1);
-            (e1, e2, Errno::last())
-        }
+        (
+            sys::lseek(raw(&fd), 0, libc::SEEK_CUR).unwrap_err(),
+            sys::pread(raw(&fd), 4, 0).unwrap_err(),
+            sys::pwrite(raw(&fd), &[0u8; 4], 0).unwrap_err(),
+        )
     });
 }
 
@@ -537,15 +530,10 @@ fn zero_length_read_and_write_return_zero_at_once() {
 fn bad_user_buffer_is_efault_and_loses_nothing() {
     Env::new().check((EFAULT, EFAULT, Ok(b"safe".to_vec())), |path| {
         let (r, w) = pair(path, true);
-        // SAFETY: the kernel must reject the bad address; nothing is touched here.
-        let we = unsafe { libc::write(raw(&w), 8 as *const libc::c_void, 10) };
-        assert_eq!(we, -1);
-        let we = Errno::last();
+        let we = sys::write_from_addr(raw(&w), 8, 10).unwrap_err();
         write(raw(&w), b"safe").unwrap();
-        // SAFETY: as above.
-        let re = unsafe { libc::read(raw(&r), 8 as *mut libc::c_void, 10) };
-        assert_eq!(re, -1);
-        let re = Errno::last();
+        // SAFETY: address 8 is never mapped: the kernel must reject it.
+        let re = unsafe { sys::read_to_addr(raw(&r), 8, 10) }.unwrap_err();
         (we, re, read(raw(&r), 100))
     });
 }

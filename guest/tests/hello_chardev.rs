@@ -1,7 +1,7 @@
 //! The `hello_chardev` module: `/dev/rust_hello`, a misc device with `read_iter`/`write_iter`.
 
 use guest::kmod::{self, Loaded};
-use guest::{mode_of, sh, Errno, Kmsg};
+use guest::{mode_of, sh, sys, Errno, Kmsg};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -19,31 +19,15 @@ fn fresh() -> (Loaded, Kmsg) {
 
 /// The texts of the module's own new log records, prefix stripped.
 fn module_lines(log: &mut Kmsg) -> Vec<String> {
-    log.lines()
-        .into_iter()
-        .filter_map(|l| l.strip_prefix("hello_chardev: ").map(str::to_string))
-        .collect()
+    log.module_lines("hello_chardev")
 }
 
 fn pread(f: &File, len: usize, off: i64) -> Result<Vec<u8>, Errno> {
-    let mut buf = vec![0u8; len];
-    // SAFETY: `buf` is valid for `len` bytes of writes; the fd is open.
-    let r = unsafe { libc::pread(f.as_raw_fd(), buf.as_mut_ptr().cast(), len, off) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    buf.truncate(r as usize);
-    Ok(buf)
+    sys::pread(f.as_raw_fd(), len, off)
 }
 
 fn write_raw(f: &File, buf: &[u8]) -> Result<usize, Errno> {
-    // SAFETY: `buf` is valid for `buf.len()` bytes of reads; the fd is open.
-    let r = unsafe { libc::write(f.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-    if r < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(r as usize)
-    }
+    sys::write(f.as_raw_fd(), buf)
 }
 
 #[test]
@@ -184,9 +168,10 @@ fn lseek_is_not_supported() {
     // moves by reading (pread still works, see above).
     let (_m, _log) = fresh();
     let f = File::open(DEV).unwrap();
-    // SAFETY: plain syscall on an open fd.
-    let r = unsafe { libc::lseek(f.as_raw_fd(), 6, libc::SEEK_SET) };
-    assert_eq!((r, Errno::last()), (-1, Errno(libc::ESPIPE)));
+    assert_eq!(
+        sys::lseek(f.as_raw_fd(), 6, libc::SEEK_SET),
+        Err(Errno(libc::ESPIPE))
+    );
 }
 
 #[test]
@@ -232,9 +217,10 @@ fn write_from_bad_pointer_is_efault_and_not_counted() {
     let (m, mut log) = fresh();
     let f = OpenOptions::new().write(true).open(DEV).unwrap();
     // A user address that passes access_ok() but is not mapped.
-    // SAFETY: the kernel only reads through the pointer (and fails); we never dereference it.
-    let r = unsafe { libc::write(f.as_raw_fd(), 16usize as *const libc::c_void, 64) };
-    assert_eq!((r, Errno::last()), (-1, Errno(libc::EFAULT)));
+    assert_eq!(
+        sys::write_from_addr(f.as_raw_fd(), 16, 64),
+        Err(Errno(libc::EFAULT))
+    );
     assert_eq!(write_raw(&f, b"ok"), Ok(2));
     drop(f);
     drop(m);

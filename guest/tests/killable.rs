@@ -12,9 +12,8 @@
 //! how long the child takes to be reaped. Then the module must still work and unload.
 
 use guest::kmod::{self, Loaded};
-use guest::{Errno, Kmsg};
-use std::ffi::CString;
-use std::os::fd::AsRawFd;
+use guest::{sys, Errno, Kmsg};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// How long a signalled child may take to be reaped.
@@ -130,12 +129,8 @@ fn was_killed(st: i32) -> bool {
     libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL
 }
 
-fn open(path: &str, flags: i32) -> i32 {
-    let p = CString::new(path).unwrap();
-    // SAFETY: valid NUL-terminated path.
-    let fd = unsafe { libc::open(p.as_ptr(), flags) };
-    assert!(fd >= 0, "open {path}: {:?}", Errno::last());
-    fd
+fn open(path: &str, flags: i32) -> OwnedFd {
+    sys::open(path, flags).unwrap_or_else(|e| panic!("open {path}: {e:?}"))
 }
 
 /// A pipe whose read end the parent keeps: the child reports a number through it.
@@ -157,9 +152,7 @@ impl Pipe {
 
     /// In the child: send `v`.
     fn send(&self, v: i64) {
-        let b = v.to_ne_bytes();
-        // SAFETY: `b` is valid for 8 bytes of reads.
-        unsafe { libc::write(self.w, b.as_ptr().cast(), b.len()) };
+        let _ = sys::write(self.w, &v.to_ne_bytes());
     }
 
     /// In the parent, after the child exited: the value it sent.
@@ -168,9 +161,8 @@ impl Pipe {
         unsafe { libc::close(self.w) };
         self.w = -1;
         let mut b = [0u8; 8];
-        // SAFETY: `b` is valid for 8 bytes of writes.
-        let n = unsafe { libc::read(self.r, b.as_mut_ptr().cast(), b.len()) };
-        (n == 8).then(|| i64::from_ne_bytes(b))
+        let n = sys::read_into(self.r, &mut b);
+        (n == Ok(8)).then(|| i64::from_ne_bytes(b))
     }
 }
 
@@ -189,12 +181,9 @@ impl Drop for Pipe {
 /// `read(2)` of up to 512 bytes: the count, or -errno.
 fn read_fd(fd: i32) -> i64 {
     let mut buf = [0u8; 512];
-    // SAFETY: `buf` is valid for its length.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        -i64::from(Errno::last().0)
-    } else {
-        n as i64
+    match sys::read_into(fd, &mut buf) {
+        Ok(n) => n as i64,
+        Err(e) => -i64::from(e.0),
     }
 }
 
@@ -228,11 +217,10 @@ fn killable_locking_read_sigkill_during_iterations() {
     let mut log = Kmsg::new();
     let fd = open(LOCKING_DEV, libc::O_RDONLY);
     let mut child = Child::spawn(|| {
-        read_fd(fd);
+        read_fd(fd.as_raw_fd());
         0
     });
-    // SAFETY: the parent's copy of the fd.
-    unsafe { libc::close(fd) };
+    drop(fd); // the parent's copy
     let (st, _) = child.interrupt(libc::SIGKILL, "64 x 10^6 iterations");
     assert!(was_killed(st), "status {st:#x}");
     let lines = log.lines();
@@ -249,11 +237,10 @@ fn killable_locking_read_sigkill_during_ticks() {
     let m = Loaded::new(LOCKING, "workers=1 iterations=1 irq_ticks=100000").expect("insmod");
     let fd = open(LOCKING_DEV, libc::O_RDONLY);
     let mut child = Child::spawn(|| {
-        read_fd(fd);
+        read_fd(fd.as_raw_fd());
         0
     });
-    // SAFETY: the parent's copy of the fd.
-    unsafe { libc::close(fd) };
+    drop(fd); // the parent's copy
     let (st, _) = child.interrupt(libc::SIGKILL, "100000 ticks");
     assert!(was_killed(st), "status {st:#x}");
     locking_still_works(m);
@@ -266,16 +253,15 @@ fn killable_locking_second_reader_of_the_same_file() {
     let m = Loaded::new(LOCKING, "workers=1 iterations=1 irq_ticks=100000").expect("insmod");
     let fd = open(LOCKING_DEV, libc::O_RDONLY);
     let mut first = Child::spawn(|| {
-        read_fd(fd);
+        read_fd(fd.as_raw_fd());
         0
     });
     std::thread::sleep(Duration::from_millis(100));
     let mut second = Child::spawn(|| {
-        read_fd(fd);
+        read_fd(fd.as_raw_fd());
         0
     });
-    // SAFETY: the parent's copy of the fd.
-    unsafe { libc::close(fd) };
+    drop(fd); // the parent's copy
     let (st, _) = second.interrupt(libc::SIGKILL, "second reader");
     assert!(was_killed(st), "status {st:#x}");
     assert_eq!(first.try_wait(), None, "the first reader still runs");
@@ -292,11 +278,10 @@ fn killable_locking_read_caught_signal_is_eintr() {
     let mut pipe = Pipe::new();
     let mut child = Child::spawn(|| {
         catch_without_restart(libc::SIGUSR1);
-        pipe.send(read_fd(fd));
+        pipe.send(read_fd(fd.as_raw_fd()));
         0
     });
-    // SAFETY: the parent's copy of the fd.
-    unsafe { libc::close(fd) };
+    drop(fd); // the parent's copy
     let (st, _) = child.interrupt(libc::SIGUSR1, "read with SIGUSR1");
     assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "{st:#x}");
     assert_eq!(pipe.recv(), Some(-i64::from(libc::EINTR)), "read(2) result");
@@ -335,11 +320,7 @@ impl HugeWrite {
     fn run(&self, fd: i32) -> i64 {
         // SAFETY: every iovec points into `_buf`, valid for `CHUNK` bytes of reads.
         let n = unsafe { libc::writev(fd, self.iov.as_ptr(), self.iov.len() as i32) };
-        if n < 0 {
-            -i64::from(Errno::last().0)
-        } else {
-            n as i64
-        }
+        sys::cvt(n as i64).unwrap_or_else(|e| -i64::from(e.0))
     }
 }
 
@@ -368,9 +349,7 @@ fn hello_still_works(fd_path: &str) {
         .write(true)
         .open(fd_path)
         .unwrap();
-    // SAFETY: `b"hi"` is valid for 2 bytes of reads.
-    let n = unsafe { libc::write(f.as_raw_fd(), b"hi".as_ptr().cast(), 2) };
-    assert_eq!(n, 2);
+    assert_eq!(sys::write(f.as_raw_fd(), b"hi"), Ok(2));
     assert_eq!(std::fs::read(fd_path).unwrap(), b"Hello from Rust!\n");
 }
 
@@ -382,11 +361,10 @@ fn killable_hello_chardev_huge_write_sigkill() {
     let w = HugeWrite::new();
     let fd = open(HELLO_DEV, libc::O_WRONLY);
     let mut child = Child::spawn(|| {
-        w.run(fd);
+        w.run(fd.as_raw_fd());
         0
     });
-    // SAFETY: the parent's copy of the fd.
-    unsafe { libc::close(fd) };
+    drop(fd); // the parent's copy
     let (st, _) = child.interrupt(libc::SIGKILL, "2 GiB write");
     assert!(was_killed(st), "status {st:#x}");
     hello_still_works(HELLO_DEV);
@@ -417,11 +395,10 @@ fn killable_hello_chardev_huge_write_caught_signal_returns_short_count() {
     let mut pipe = Pipe::new();
     let mut child = Child::spawn(|| {
         catch_without_restart(libc::SIGUSR1);
-        pipe.send(w.run(fd));
+        pipe.send(w.run(fd.as_raw_fd()));
         0
     });
-    // SAFETY: the parent's copy of the fd.
-    unsafe { libc::close(fd) };
+    drop(fd); // the parent's copy
     let (st, _) = child.interrupt(libc::SIGUSR1, "2 GiB write with SIGUSR1");
     assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "{st:#x}");
     let n = pipe.recv().expect("writev result");

@@ -197,28 +197,6 @@ fn module_is_usable_after_failed_loads() {
 }
 
 #[test]
-fn kunit_suite_passes_at_load() {
-    kmod::ensure_unloaded(NAME);
-    let mut log = Kmsg::new();
-    let _m = Loaded::new(NAME, "").expect("insmod my_module");
-    let lines: Vec<String> = log
-        .lines()
-        .into_iter()
-        .map(|l| l.trim().to_string())
-        .collect();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("ok ") && l.ends_with(" my_module_params")),
-        "KTAP `ok N my_module_params` in {lines:?}"
-    );
-    assert!(
-        !lines.iter().any(|l| l.starts_with("not ok")),
-        "no failed KUnit case in {lines:?}"
-    );
-}
-
-#[test]
 fn modinfo_shows_metadata() {
     kmod::assert_metadata(
         NAME,

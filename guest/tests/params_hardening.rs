@@ -33,15 +33,6 @@ impl Drop for Conf {
     }
 }
 
-/// The records of `module` (`"name: "` prefix stripped) logged since `log` was created.
-fn own(log: &mut Kmsg, module: &str) -> Vec<String> {
-    let prefix = format!("{module}: ");
-    log.lines()
-        .into_iter()
-        .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
-        .collect()
-}
-
 /// `modprobe name args` with `options name conf_args` in modprobe.d; returns (status, output).
 fn modprobe_with_conf(name: &str, conf_args: &str, args: &str) -> (i32, String) {
     kmod::ensure_unloaded(name);
@@ -72,7 +63,7 @@ fn hardening_insmod_repeated_params_last_wins_my_module() {
     )
     .expect("insmod my_module with every parameter given twice");
     assert_eq!(
-        own(&mut log, "my_module"),
+        log.module_lines("my_module"),
         ["loaded: my_param=2 buffer_size=2 verbose=false load_only=2"]
     );
     assert_eq!(
@@ -95,7 +86,7 @@ fn hardening_insmod_repeated_params_last_wins_locking() {
     )
     .expect("insmod locking with every parameter given twice");
     assert_eq!(
-        own(&mut log, "locking"),
+        log.module_lines("locking"),
         ["workers=2 iterations=3 irq_ticks=2: read /dev/rust_locking to run"]
     );
     let report = std::fs::read_to_string("/dev/rust_locking").unwrap();
@@ -136,7 +127,7 @@ fn hardening_insmod_repeated_params_last_wins_allocation() {
         "buffer_size=1000 buffer_size=2000 fail_alloc_at=1 fail_alloc_at=0",
     )
     .expect("insmod allocation with every parameter given twice");
-    let lines = own(&mut log, "allocation");
+    let lines = log.module_lines("allocation");
     assert!(
         lines.contains(&"VVec::with_capacity(2000): 2000 bytes (vmalloc), filled with 0x5a".into()),
         "{lines:?}"
@@ -156,7 +147,7 @@ fn hardening_insmod_repeated_params_last_wins_errors() {
         Err(Errno(libc::ENODEV))
     );
     assert_eq!(
-        own(&mut log, "errors").last().map(String::as_str),
+        log.module_lines("errors").last().map(String::as_str),
         Some("use_result() failed: ENODEV (-19)")
     );
     let _m = Loaded::new("errors", "fail_with=ENODEV fail_with=").expect("last value empty");
@@ -177,7 +168,7 @@ fn hardening_modprobe_conf_then_cmdline_my_module() {
     assert_eq!(rc, 0, "modprobe exit status: {out}");
     assert!(is_loaded("my_module"), "modprobe exited 0: loaded? {out}");
     assert_eq!(
-        own(&mut log, "my_module"),
+        log.module_lines("my_module"),
         ["loaded: my_param=2 buffer_size=4096 verbose=false load_only=2"]
     );
 }
@@ -194,7 +185,7 @@ fn hardening_modprobe_conf_then_cmdline_locking() {
     assert_eq!(rc, 0, "modprobe exit status: {out}");
     assert!(is_loaded("locking"), "modprobe exited 0: loaded? {out}");
     assert_eq!(
-        own(&mut log, "locking"),
+        log.module_lines("locking"),
         ["workers=2 iterations=5 irq_ticks=3: read /dev/rust_locking to run"]
     );
 }
@@ -210,7 +201,7 @@ fn hardening_modprobe_conf_then_cmdline_allocation() {
     let _u = Unload("allocation");
     assert_eq!(rc, 0, "modprobe exit status: {out}");
     assert!(is_loaded("allocation"), "modprobe exited 0: loaded? {out}");
-    let lines = own(&mut log, "allocation");
+    let lines = log.module_lines("allocation");
     assert!(
         lines.contains(&"VVec::with_capacity(2000): 2000 bytes (vmalloc), filled with 0x5a".into()),
         "{lines:?}"
@@ -226,7 +217,7 @@ fn hardening_modprobe_conf_then_cmdline_errors() {
     assert!(!is_loaded("errors"));
     assert!(!Path::new("/sys/module/errors").exists());
     assert_eq!(
-        own(&mut log, "errors").last().map(String::as_str),
+        log.module_lines("errors").last().map(String::as_str),
         Some("use_result() failed: ENODEV (-19)")
     );
     // And the other way round: the command line's empty value wins over the configuration's.

@@ -80,13 +80,6 @@ fn check(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// `ioctl(fd, cmd, arg)` with a raw argument (for error-path tests such as `EFAULT`).
-pub fn ioctl_raw(fd: RawFd, cmd: u32, arg: usize) -> io::Result<libc::c_int> {
-    // SAFETY: The kernel validates `arg`; a bad pointer fails with EFAULT, it is not
-    // dereferenced in this process.
-    check(unsafe { libc::ioctl(fd, cmd as _, arg) })
-}
-
 /// `RFIFO_IOC_GET_CAPACITY`.
 pub fn get_capacity(fd: RawFd) -> io::Result<u32> {
     let mut v: u32 = 0;

@@ -143,7 +143,7 @@ pub struct Run {
 pub struct Bench {
     #[arg(long, value_enum, default_value = "default")]
     pub profile: Profile,
-    /// Interleaved rounds per case (wall-clock mode; the deterministic mode runs 3).
+    /// Interleaved rounds per case (wall-clock mode; the deterministic mode runs 7).
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
     /// Which clock(s): both (default), only wall, only icount.

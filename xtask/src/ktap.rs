@@ -6,7 +6,7 @@
 //! whose JSON is read back.
 
 use crate::logscan::message;
-use crate::protocol::TESTS_BEGIN;
+use crate::protocol::{KUNIT_PASS_FOR, TESTS_BEGIN};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::Command;
@@ -16,6 +16,8 @@ use std::process::Command;
 pub struct Document {
     /// Printed before `/init` ran: the kernel's built-in suites (e.g. the Rust doctests).
     pub builtin: bool,
+    /// The module the KUnit pass was loading when this document was printed.
+    pub module: Option<String>,
     pub text: String,
 }
 
@@ -60,8 +62,12 @@ impl Status {
 pub fn split_documents(log: &str) -> Vec<Document> {
     let mut docs: Vec<Document> = Vec::new();
     let mut in_userspace = false;
+    let mut module: Option<String> = None;
     for line in log.lines() {
         let msg = message(line);
+        if let Some(m) = msg.strip_prefix(KUNIT_PASS_FOR) {
+            module = Some(m.trim().to_string());
+        }
         if msg.starts_with("Run /init as init process") || msg.starts_with("Run /sbin/init") {
             in_userspace = true;
         }
@@ -73,6 +79,7 @@ pub fn split_documents(log: &str) -> Vec<Document> {
         if msg.starts_with("KTAP version") || msg.starts_with("TAP version") {
             docs.push(Document {
                 builtin: !in_userspace,
+                module: module.clone().filter(|_| in_userspace),
                 text: String::new(),
             });
         }
@@ -82,6 +89,16 @@ pub fn split_documents(log: &str) -> Vec<Document> {
         }
     }
     docs
+}
+
+/// The modules the KUnit pass loaded (`xtask: KUnit pass for M`), in order.
+pub fn pass_modules(log: &str) -> Vec<String> {
+    log.lines()
+        .map(message)
+        .take_while(|m| !m.starts_with(TESTS_BEGIN))
+        .filter_map(|m| m.strip_prefix(KUNIT_PASS_FOR))
+        .map(|m| m.trim().to_string())
+        .collect()
 }
 
 /// Flatten `kunit.py parse --json` output into cases.
@@ -148,6 +165,7 @@ mod tests {
 [    0.51]     ok 1 rust_doctest_kernel_alloc_1
 [    0.51] ok 1 rust_doctests_kernel
 [    0.90] Run /init as init process
+[    0.95] xtask: KUnit pass for my_mod
 [    1.00] KTAP version 1
 [    1.00] 1..1
 [    1.00]     KTAP version 1
@@ -156,6 +174,7 @@ mod tests {
 [    1.01]     ok 1 parses_names
 [    1.01]     not ok 2 rejects_zero
 [    1.01] not ok 1 my_suite
+[    1.05] xtask: KUnit pass for silent_mod
 [    1.10] xtask: tests begin
 [    1.20] KTAP version 1
 [    1.20] 1..1
@@ -171,6 +190,9 @@ mod tests {
         assert!(!d[1].builtin);
         assert!(d[1].text.contains("my_suite"));
         assert!(!d[0].text.contains("my_suite"));
+        assert_eq!(d[0].module, None);
+        assert_eq!(d[1].module.as_deref(), Some("my_mod"));
+        assert_eq!(pass_modules(LOG), ["my_mod", "silent_mod"]);
     }
 
     #[test]

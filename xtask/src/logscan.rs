@@ -9,37 +9,8 @@ pub struct Report {
     pub text: String,
 }
 
-/// Markers, matched against the message part of each line (after the `[ time]` stamp).
-const MARKERS: &[(&str, &str)] = &[
-    ("Kernel panic - not syncing", "panic"),
-    ("BUG: KASAN:", "KASAN"),
-    ("BUG: KFENCE:", "KFENCE"),
-    ("BUG:", "BUG"),
-    ("kernel BUG at", "BUG"),
-    ("WARNING:", "WARNING"),
-    ("Oops:", "Oops"),
-    ("general protection fault", "Oops"),
-    ("UBSAN:", "UBSAN"),
-    ("unreferenced object 0x", "kmemleak"),
-    ("new suspected memory leak", "kmemleak"),
-    // kmemleak turned itself off (e.g. its own metadata allocation failed): leaks after this
-    // would go unseen, so the run cannot claim to be leak-free.
-    ("Kernel memory leak detector disabled", "kmemleak disabled"),
-    ("possible circular locking dependency", "lockdep"),
-    ("possible recursive locking detected", "lockdep"),
-    ("inconsistent lock state", "lockdep"),
-    ("INFO: task ", "hung task"),
-    ("rcu: INFO: rcu_", "RCU stall"),
-    ("Call Trace:", "Call Trace"),
-    ("rust_kernel: panicked", "Rust panic"),
-];
-
-/// Lines that contain a marker but are not reports.
-const BENIGN: &[&str] = &[
-    "kmemleak: Kernel memory leak detector initialized",
-    "kmemleak: Automatic memory scanning thread started",
-    "kmemleak: Automatic memory scanning thread ended",
-];
+mod markers;
+pub use markers::report_kind;
 
 /// An allocation that failed and said so (`warn_alloc`: a message, a stack dump and the
 /// memory state). With fault injection this is the expected, clean outcome: the caller got
@@ -64,17 +35,13 @@ pub fn scan(log: &str) -> Vec<Report> {
     let mut out: Vec<Report> = Vec::new();
     let mut covered_until = 0usize;
     for (i, line) in lines.iter().enumerate() {
-        let msg = message(line);
-        if BENIGN.iter().any(|b| msg.contains(b)) {
-            continue;
-        }
-        let Some((_, kind)) = MARKERS.iter().find(|(m, _)| msg.contains(m)) else {
+        let Some(kind) = report_kind(message(line)) else {
             continue;
         };
-        if *kind == "Call Trace" && i < covered_until {
+        if kind == "Call Trace" && i < covered_until {
             continue;
         }
-        if *kind == "Call Trace"
+        if kind == "Call Trace"
             && lines[i.saturating_sub(5)..i]
                 .iter()
                 .any(|l| ALLOC_FAILURE.iter().any(|a| message(l).contains(a)))

@@ -22,7 +22,8 @@
 //! The pieces they share: `toolchain` (which compilers, `make` with the kernel's variables),
 //! `initramfs` (the guest's root file system), `vm` (QEMU), `protocol` (the job script the
 //! guest runs and the parsers for what it sends back), `ktap` and `logscan` (the kernel
-//! log), `util` (commands, logs, locks, paths).
+//! log: KUnit results, reports), `expected` (the one report a test provokes on purpose),
+//! `decode` (report traces to source lines), `util` (commands, logs, locks, paths).
 
 mod analyzer;
 mod bench;

@@ -29,6 +29,9 @@ pub const TESTS_DIR: &str = "/tests";
 /// What the test job writes to the kernel log when its KUnit pass is over: KUnit verdicts
 /// come from the KTAP before this line only (`ktap::split_documents`).
 pub const TESTS_BEGIN: &str = "xtask: tests begin";
+/// What the KUnit pass writes to the kernel log before it loads module `M` (whose suites
+/// then print their KTAP): `xtask: KUnit pass for M`.
+pub const KUNIT_PASS_FOR: &str = "xtask: KUnit pass for ";
 /// What a guest test writes to the kernel log before it provokes a report on purpose:
 /// `xtask: expect report begin KIND MODULE` (`guest/tests/warn_demo.rs`; `expected.rs`).
 pub const EXPECT_BEGIN: &str = "xtask: expect report begin";
@@ -140,7 +143,7 @@ impl Job {
     pub fn kunit_pass(&mut self, modules: &[String]) -> &mut Job {
         for m in modules {
             self.line(&format!(
-                "echo 'xtask: KUnit pass for {m}' > /dev/kmsg; modprobe {m} && rmmod {m} || \
+                "echo '{KUNIT_PASS_FOR}{m}' > /dev/kmsg; modprobe {m} && rmmod {m} || \
                  echo 'modprobe {m} failed' > /dev/kmsg"
             ));
         }

@@ -5,7 +5,7 @@
 //! `protocol`),
 //! (2) KUnit suites of the built-in kernel and of our modules (KTAP in the kernel log, parsed
 //! by `kunit.py`), (3) the kernel log scan (any BUG/WARNING/Oops/... fails the run).
-//! Output: one line per test, then `N passed, N failed[, N skipped]`; JUnit XML under
+//! Output: one line per test, then `(N skipped ...)` when some were, and last `N passed, N failed`; JUnit XML under
 //! `target/test-results/`.
 
 use crate::decode::{self, Symbols};
@@ -191,12 +191,18 @@ pub fn verdicts(
 
 /// KUnit cases from the log. Built-in suites (the kernel's own doctests) count as one
 /// test each; our modules' suites count per case. A case that ran several times (a module
-/// loaded more than once) counts once and fails if any run failed.
+/// loaded more than once) counts once and fails if any run failed. Each module of the KUnit
+/// pass has one more verdict, `kunit::module::M`: its load printed KTAP with at least one
+/// case (a module whose load failed, or whose suites did not run, shows no case at all).
 fn kunit_results(ksrc: &Path, dmesg: &str) -> Result<Vec<TestResult>> {
     let work = util::target_dir().join("test-results").join("ktap");
     let mut merged: BTreeMap<String, TestResult> = BTreeMap::new();
+    let mut cases_of_module: BTreeMap<String, usize> = BTreeMap::new();
     for (i, doc) in ktap::split_documents(dmesg).iter().enumerate() {
         let cases = ktap::parse_document(ksrc, doc, &work, i)?;
+        if let Some(m) = &doc.module {
+            *cases_of_module.entry(m.clone()).or_default() += cases.len();
+        }
         if doc.builtin {
             let mut by_suite: BTreeMap<String, (usize, Vec<String>)> = BTreeMap::new();
             for c in &cases {
@@ -241,6 +247,21 @@ fn kunit_results(ksrc: &Path, dmesg: &str) -> Result<Vec<TestResult>> {
             }
         }
     }
+    for m in ktap::pass_modules(dmesg) {
+        let n = cases_of_module.get(&m).copied().unwrap_or(0);
+        let name = format!("kunit::module::{m}");
+        merged.insert(
+            name.clone(),
+            TestResult {
+                name,
+                status: if n > 0 { Status::Pass } else { Status::Fail },
+                detail: format!(
+                    "loading {m} printed no KUnit case (the load failed or its suites did not \
+                     run; see the kernel log after `xtask: KUnit pass for {m}`)"
+                ),
+            },
+        );
+    }
     Ok(merged.into_values().collect())
 }
 
@@ -266,10 +287,10 @@ pub fn print(results: &[TestResult]) {
         }
     }
     if s > 0 {
-        println!("{p} passed, {f} failed, {s} skipped");
-    } else {
-        println!("{p} passed, {f} failed");
+        println!("({s} skipped, named above)");
     }
+    // The last line is always exactly this (the README's promise).
+    println!("{p} passed, {f} failed");
 }
 
 fn xml_escape(s: &str) -> String {

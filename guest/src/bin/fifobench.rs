@@ -12,7 +12,8 @@
 //! reader on CPU 1: what real pipes see between two busy processes) and `shared` (both on
 //! CPU 0: every transfer is a context switch). With one CPU only `shared` runs.
 
-use std::ffi::CString;
+use guest::{kmod, sys};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
 
 const SIZES: &[usize] = &[64, 4096, 65536, 1 << 20];
@@ -25,29 +26,16 @@ fn total_for(size: usize) -> usize {
     }
 }
 
-fn open(path: &str, flags: i32) -> i32 {
-    let c = CString::new(path).unwrap();
-    // SAFETY: valid path string.
-    let fd = unsafe { libc::open(c.as_ptr(), flags) };
-    assert!(fd >= 0, "open {path}: {}", std::io::Error::last_os_error());
-    fd
+fn open(path: &str, flags: i32) -> OwnedFd {
+    sys::open(path, flags).unwrap_or_else(|e| panic!("open {path}: {e:?}"))
 }
 
-fn write_all(fd: i32, buf: &[u8]) {
-    let mut off = 0;
-    while off < buf.len() {
-        // SAFETY: buf[off..] is valid for reads.
-        let n = unsafe { libc::write(fd, buf[off..].as_ptr().cast(), buf.len() - off) };
-        assert!(n > 0, "write: {}", std::io::Error::last_os_error());
-        off += n as usize;
-    }
+fn write_all(fd: &OwnedFd, buf: &[u8]) {
+    sys::write_all(fd.as_raw_fd(), buf).unwrap_or_else(|e| panic!("write: {e:?}"));
 }
 
-fn read_some(fd: i32, buf: &mut [u8]) -> usize {
-    // SAFETY: buf is valid for writes of its length.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(n >= 0, "read: {}", std::io::Error::last_os_error());
-    n as usize
+fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> usize {
+    sys::read_into(fd.as_raw_fd(), buf).unwrap_or_else(|e| panic!("read: {e:?}"))
 }
 
 /// Where the two processes of a case run.
@@ -119,7 +107,7 @@ fn throughput(path: &str, size: usize, total: usize, place: Placement) -> f64 {
         let fd = open(path, libc::O_WRONLY);
         let buf = vec![0x5au8; size];
         for _ in 0..total / size {
-            write_all(fd, &buf);
+            write_all(&fd, &buf);
         }
         // SAFETY: leaving the child.
         unsafe { libc::_exit(0) };
@@ -130,18 +118,16 @@ fn throughput(path: &str, size: usize, total: usize, place: Placement) -> f64 {
     let start = Instant::now();
     let mut got = 0;
     loop {
-        let n = read_some(fd, &mut buf);
+        let n = read_some(&fd, &mut buf);
         if n == 0 {
             break;
         }
         got += n;
     }
     let secs = start.elapsed().as_secs_f64();
-    // SAFETY: closing our fd and reaping our child.
-    unsafe {
-        libc::close(fd);
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
-    }
+    drop(fd);
+    // SAFETY: reaping our child.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     unpin();
     assert_eq!(got, total, "{path}: bytes moved");
     total as f64 / secs / 1e6
@@ -158,8 +144,8 @@ fn pingpong(a: &str, b: &str, rounds: usize, place: Placement) -> f64 {
         let wr = open(b, libc::O_WRONLY);
         let mut c = [0u8; 1];
         for _ in 0..rounds {
-            assert_eq!(read_some(rd, &mut c), 1);
-            write_all(wr, &c);
+            assert_eq!(read_some(&rd, &mut c), 1);
+            write_all(&wr, &c);
         }
         // SAFETY: leaving the child.
         unsafe { libc::_exit(0) };
@@ -170,16 +156,13 @@ fn pingpong(a: &str, b: &str, rounds: usize, place: Placement) -> f64 {
     let mut c = [1u8; 1];
     let start = Instant::now();
     for _ in 0..rounds {
-        write_all(wr, &c);
-        assert_eq!(read_some(rd, &mut c), 1);
+        write_all(&wr, &c);
+        assert_eq!(read_some(&rd, &mut c), 1);
     }
     let us = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
-    // SAFETY: closing our fds and reaping our child.
-    unsafe {
-        libc::close(wr);
-        libc::close(rd);
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
-    }
+    drop((wr, rd));
+    // SAFETY: reaping our child.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     unpin();
     us
 }
@@ -188,20 +171,17 @@ fn pingpong(a: &str, b: &str, rounds: usize, place: Placement) -> f64 {
 /// modules under `/lib/modules` are the builds as shipped).
 const RFIFO_KUNIT_KO: &str = "/bin/rfifo-kunit.ko";
 
+/// insmod+rmmod cycles per round: with 20, rounds differed by up to 5% (grace periods and
+/// wakeups land differently); 100 average that out.
+const LOAD_CYCLES: usize = 100;
+
 /// Average insmod+rmmod time of `module` (from `path`) in milliseconds over `n` cycles.
 fn load_cycle_ms(module: &str, path: &str, n: usize) -> f64 {
-    let name = CString::new(module).unwrap();
-    let empty = CString::new("").unwrap();
     let start = Instant::now();
     for _ in 0..n {
         let f = std::fs::File::open(path).unwrap();
-        use std::os::fd::AsRawFd;
-        // SAFETY: valid fd and strings.
-        let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), 0) };
-        assert_eq!(r, 0, "insmod {module}: {}", std::io::Error::last_os_error());
-        // SAFETY: valid string.
-        let r = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
-        assert_eq!(r, 0, "rmmod {module}: {}", std::io::Error::last_os_error());
+        kmod::finit(&f, c"").unwrap_or_else(|e| panic!("insmod {module}: {e:?}"));
+        kmod::unload(module).unwrap_or_else(|e| panic!("rmmod {module}: {e:?}"));
     }
     start.elapsed().as_secs_f64() * 1e3 / n as f64
 }
@@ -230,7 +210,7 @@ fn main() {
     };
     for p in ["/tmp/bench.fifo", "/tmp/bench2.fifo"] {
         let _ = std::fs::remove_file(p);
-        let c = CString::new(p).unwrap();
+        let c = std::ffi::CString::new(p).unwrap();
         // SAFETY: valid path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     }
@@ -280,9 +260,7 @@ fn main() {
     // The modules are loaded by the job; unload them to time load cycles.
     let mods = ["rfifo", "cfifo", "minimal"];
     for m in mods {
-        let n = CString::new(m).unwrap();
-        // SAFETY: valid string.
-        unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };
+        let _ = kmod::unload(m);
     }
     let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     // (JSON key, module name, file)
@@ -296,7 +274,7 @@ fn main() {
     let mut runs: Vec<Vec<f64>> = vec![Vec::new(); cycles.len()];
     for _ in 0..rounds {
         for (i, (_, m, path)) in cycles.iter().enumerate() {
-            runs[i].push(load_cycle_ms(m, path, 20));
+            runs[i].push(load_cycle_ms(m, path, LOAD_CYCLES));
         }
     }
     for (i, (key, _, _)) in cycles.iter().enumerate() {

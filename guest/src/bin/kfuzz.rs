@@ -3,9 +3,9 @@
 //! `kfuzz --seed S --seconds N [--workers W] DEVICE...` forks W workers; worker `i` draws its
 //! operations from a PRNG seeded with `S` and `i`: open with random flags, read/write with
 //! random sizes and pointers (valid, NULL, a kernel address, unmapped), random ioctl numbers
-//! (mostly in the devices' magics: 0xB9 rfifo/cfifo, 0xBB rust_edu/cedu) and arguments, dup,
-//! fork, close. A 20 ms interval timer interrupts blocking calls (SIGALRM without
-//! SA_RESTART), so nothing waits for long and the signal paths run too. The op sequence is a function of the seed; the scheduling is
+//! (mostly in the devices' magics) and arguments, dup, fork, close. A 20 ms interval timer
+//! interrupts blocking calls (SIGALRM without SA_RESTART), so nothing waits for long and
+//! the signal paths run too. The op sequence is a function of the seed; the scheduling is
 //! not. It stops by itself, prints the seed and how many ops each worker ran, and exits 0
 //! unless a worker died from a signal (a crash in the kernel shows up in the kernel log,
 //! which the host scans).
@@ -55,6 +55,7 @@ impl Rng {
 
 extern "C" fn on_alarm(_: libc::c_int) {}
 
+/// Signals interrupt blocking calls: SIGALRM (no `SA_RESTART`) every [`ALARM_MS`].
 fn install_timer() {
     // SAFETY: a zeroed sigaction with a valid handler and no SA_RESTART is a valid argument.
     unsafe {
@@ -63,18 +64,25 @@ fn install_timer() {
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-        let t = libc::itimerval {
-            it_interval: libc::timeval {
-                tv_sec: 0,
-                tv_usec: 20_000,
-            },
-            it_value: libc::timeval {
-                tv_sec: 0,
-                tv_usec: 20_000,
-            },
-        };
-        libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut());
     }
+    set_alarm(ALARM_MS);
+}
+
+/// How long a blocking call may wait before SIGALRM interrupts it, normally.
+const ALARM_MS: u32 = 20;
+
+/// SIGALRM every `ms` milliseconds from now on.
+fn set_alarm(ms: u32) {
+    let tv = libc::timeval {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_usec: ((ms % 1000) * 1000) as libc::suseconds_t,
+    };
+    let t = libc::itimerval {
+        it_interval: tv,
+        it_value: tv,
+    };
+    // SAFETY: a valid itimerval; the old value is not asked for.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut()) };
 }
 
 /// Pointers to hand to the kernel: a valid buffer most of the time, else bad ones.
@@ -97,6 +105,27 @@ fn size(rng: &mut Rng) -> usize {
         5 => 1 << 20,
         _ => rng.below(8192) as usize,
     }
+}
+
+/// Random `open` flags: read, write or both, half of the time non-blocking.
+fn open_flags(rng: &mut Rng) -> i32 {
+    *rng.pick(&[libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR])
+        | if rng.below(2) == 0 {
+            libc::O_NONBLOCK
+        } else {
+            0
+        }
+}
+
+/// A random ioctl number, mostly plausible: the devices' magics, directions and sizes.
+fn ioctl_cmd(rng: &mut Rng) -> u64 {
+    let any = rng.below(256);
+    let magic = *rng.pick(&[0xB9u64, 0xB9, 0xBB, b'r' as u64, any]);
+    let dir = rng.below(4);
+    let anysz = rng.below(1 << 14);
+    let sz = *rng.pick(&[0u64, 4, 8, 16, 32, 40, 64, anysz]);
+    let nr = rng.below(16);
+    (dir << 30) | (sz << 16) | (magic << 8) | nr
 }
 
 /// Coverage of a worker process when `RKM_KCOV_DIR` is set (random mode): its KCOV buffer
@@ -171,12 +200,7 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
         unsafe {
             match rng.below(100) {
                 0..=14 => {
-                    let flags = *rng.pick(&[libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR])
-                        | if rng.below(2) == 0 {
-                            libc::O_NONBLOCK
-                        } else {
-                            0
-                        };
+                    let flags = open_flags(&mut rng);
                     let p = rng.pick(&paths);
                     let f = libc::open(p.as_ptr(), flags);
                     if f >= 0 {
@@ -194,14 +218,7 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
                     libc::write(fd, p, n);
                 }
                 65..=79 if fd >= 0 => {
-                    // Mostly plausible numbers: the devices' magics, directions and sizes.
-                    let any = rng.below(256);
-                    let magic = *rng.pick(&[0xB9u64, 0xB9, 0xBB, b'r' as u64, any]);
-                    let dir = rng.below(4);
-                    let anysz = rng.below(1 << 14);
-                    let sz = *rng.pick(&[0u64, 4, 8, 16, 32, 40, 64, anysz]);
-                    let nr = rng.below(16);
-                    let cmd = (dir << 30) | (sz << 16) | (magic << 8) | nr;
+                    let cmd = ioctl_cmd(&mut rng);
                     let arg = match rng.below(4) {
                         0 => 0usize,
                         1 => buf.as_mut_ptr() as usize,
@@ -344,6 +361,13 @@ enum Op {
     Close {
         slot: usize,
     },
+    /// Blocking calls after this one may wait `ms` before SIGALRM interrupts them (until the
+    /// program ends; then [`ALARM_MS`] again). Reaches what only a long wait completes, e.g.
+    /// `locking`'s experiment and its report (random kfuzz gets there through forked
+    /// children, which have no timer).
+    Patience {
+        ms: u32,
+    },
 }
 
 impl Op {
@@ -351,12 +375,7 @@ impl Op {
         let slot = rng.below(4) as usize;
         match rng.below(100) {
             0..=19 => {
-                let flags = *rng.pick(&[libc::O_RDONLY, libc::O_WRONLY, libc::O_RDWR])
-                    | if rng.below(2) == 0 {
-                        libc::O_NONBLOCK
-                    } else {
-                        0
-                    };
+                let flags = open_flags(rng);
                 Op::Open {
                     path: rng.pick(devices).clone(),
                     flags,
@@ -374,12 +393,7 @@ impl Op {
                 fill: rng.below(256) as u8,
             },
             70..=89 => {
-                let any = rng.below(256);
-                let magic = *rng.pick(&[0xB9u64, 0xB9, 0xBB, b'r' as u64, any]);
-                let dir = rng.below(4);
-                let anysz = rng.below(1 << 14);
-                let sz = *rng.pick(&[0u64, 4, 8, 16, 32, 40, 64, anysz]);
-                let nr = rng.below(16);
+                let cmd = ioctl_cmd(rng);
                 let (arg, ptr) = match rng.below(4) {
                     0 => (0, Ptr::Null),
                     1 => (0, Ptr::Buf),
@@ -388,13 +402,16 @@ impl Op {
                 };
                 Op::Ioctl {
                     slot,
-                    cmd: (dir << 30) | (sz << 16) | (magic << 8) | nr,
+                    cmd,
                     arg,
                     ptr,
                 }
             }
             90..=94 => Op::Dup { slot },
-            _ => Op::Close { slot },
+            95..=97 => Op::Close { slot },
+            _ => Op::Patience {
+                ms: *rng.pick(&[ALARM_MS, 500, 5000]),
+            },
         }
     }
 
@@ -417,6 +434,7 @@ impl Op {
             } => format!("ioctl {slot} 0x{cmd:x} {} {arg}", ptr.name()),
             Op::Dup { slot } => format!("dup {slot}"),
             Op::Close { slot } => format!("close {slot}"),
+            Op::Patience { ms } => format!("patience {ms}"),
         }
     }
 
@@ -455,6 +473,9 @@ impl Op {
             },
             ["close", slot] => Op::Close {
                 slot: num(slot)? as usize,
+            },
+            ["patience", ms] => Op::Patience {
+                ms: num(ms)?.clamp(1, 60_000) as u32,
             },
             _ => return None,
         })
@@ -593,8 +614,12 @@ impl Program {
                             libc::close(fds.swap_remove(i));
                         }
                     }
+                    Op::Patience { ms } => set_alarm(*ms),
                 }
             }
+        }
+        if self.0.iter().any(|op| matches!(op, Op::Patience { .. })) {
+            set_alarm(ALARM_MS);
         }
         for f in fds {
             // SAFETY: closing our own fd.
@@ -602,20 +627,6 @@ impl Program {
         }
     }
 }
-
-/// Report markers in kernel log records (as `xtask/src/logscan.rs` looks for them).
-const REPORT_MARKERS: &[&str] = &[
-    "BUG:",
-    "WARNING:",
-    "Oops:",
-    "general protection fault",
-    "UBSAN:",
-    "Kernel panic",
-    "possible circular locking",
-    "possible recursive locking",
-    "inconsistent lock state",
-    "rust_kernel: panicked",
-];
 
 /// The corpus directory's programs, by file name.
 fn load_corpus(dir: &str) -> Vec<(String, Program)> {
@@ -712,7 +723,7 @@ fn guided_worker(
         let reports: Vec<String> = log
             .lines()
             .into_iter()
-            .filter(|l| REPORT_MARKERS.iter().any(|m| l.contains(m)))
+            .filter(|l| guest::report_kind(l).is_some())
             .collect();
         if !reports.is_empty() {
             let name = format!("report-{}.prog", prog.hash());

@@ -1,18 +1,18 @@
-//! Helpers shared by `fifo_semantics.rs` and `rfifo_ioctl.rs`: raw syscalls that return the
-//! exact errno, and [`Pending`], a syscall running in its own thread so that a test can see
-//! it block, interrupt it with a signal, and never hang (every wait is bounded).
+//! Helpers of the FIFO tests (`fifo_semantics.rs`, `rfifo_ioctl.rs`, `fifo_hardening.rs`),
+//! which run the same cases on rfifo, cfifo and the kernel's own FIFO: the syscalls of
+//! [`crate::sys`], reader/writer pairs, data patterns, and [`Pending`], a syscall running in
+//! its own thread so that a test can see it block, interrupt it with a signal, and never
+//! hang (every wait is bounded).
 
-#![allow(dead_code)]
-
-use guest::Errno;
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use crate::Errno;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub use crate::sys::{open, poll, read, set_nonblock, write};
 pub use libc::{O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY};
 
 /// How long a syscall that must finish may take (TCG is slow).
@@ -22,38 +22,6 @@ pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Capacity of a Linux pipe/FIFO by default, and of rfifo/cfifo by default.
 pub const CAPACITY: usize = 65536;
 pub const PIPE_BUF: usize = 4096;
-
-fn ret<T: Into<i64> + Copy>(r: T) -> Result<T, Errno> {
-    if r.into() < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(r)
-    }
-}
-
-/// `open(path, flags | O_CLOEXEC)`.
-pub fn open(path: &str, flags: i32) -> Result<OwnedFd, Errno> {
-    let p = CString::new(path).unwrap();
-    // SAFETY: valid NUL-terminated path.
-    let fd = ret(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) })?;
-    // SAFETY: `fd` was just returned by open and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `read(fd, buf, n)`: the bytes read.
-pub fn read(fd: RawFd, n: usize) -> Result<Vec<u8>, Errno> {
-    let mut buf = vec![0u8; n];
-    // SAFETY: `buf` is valid for `n` bytes.
-    let r = ret(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), n) } as i64)?;
-    buf.truncate(r as usize);
-    Ok(buf)
-}
-
-/// `write(fd, data)`: the count written.
-pub fn write(fd: RawFd, data: &[u8]) -> Result<usize, Errno> {
-    // SAFETY: `data` is valid for its length.
-    Ok(ret(unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) } as i64)? as usize)
-}
 
 /// Read exactly `n` bytes (blocking fd), or fewer at EOF.
 pub fn read_exact(fd: RawFd, n: usize) -> Result<Vec<u8>, Errno> {
@@ -78,33 +46,6 @@ pub fn read_to_eof(fd: RawFd, chunk: usize) -> Result<Vec<u8>, Errno> {
         }
         out.extend_from_slice(&b);
     }
-}
-
-/// Set or clear `O_NONBLOCK` with `fcntl(F_SETFL)`.
-pub fn set_nonblock(fd: RawFd, on: bool) {
-    // SAFETY: plain fcntl calls on a valid fd.
-    unsafe {
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        assert!(fl >= 0, "F_GETFL: {:?}", Errno::last());
-        let fl = if on {
-            fl | O_NONBLOCK
-        } else {
-            fl & !O_NONBLOCK
-        };
-        assert_eq!(libc::fcntl(fd, libc::F_SETFL, fl), 0);
-    }
-}
-
-/// `poll()` of one fd: its `revents`.
-pub fn poll(fd: RawFd, events: i16, timeout_ms: i32) -> Result<i16, Errno> {
-    let mut p = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    ret(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
-    Ok(p.revents)
 }
 
 /// The revents names of `mask` (for readable assertion messages).
@@ -327,12 +268,8 @@ pub fn pair(path: &str, nonblock: bool) -> (OwnedFd, OwnedFd) {
 /// Fill with `n` bytes of pattern through a non-blocking write; returns the count written.
 pub fn fill(w: &OwnedFd, n: usize) -> Result<usize, Errno> {
     let fd = w.as_raw_fd();
-    let fl = {
-        // SAFETY: fcntl on a valid fd.
-        unsafe { libc::fcntl(fd, libc::F_GETFL) }
-    };
-    set_nonblock(fd, true);
+    let was_nonblocking = set_nonblock(fd, true);
     let r = write(fd, &pattern(0, n));
-    set_nonblock(fd, fl & O_NONBLOCK != 0);
+    set_nonblock(fd, was_nonblocking);
     r
 }
