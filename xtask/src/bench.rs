@@ -1,7 +1,9 @@
 //! `bench`: boot the same kernel, load `rfifo` and `cfifo`, run the in-guest `fifobench`
 //! (release build) and print MB/s with the ratios Rust/C and Rust/FIFO per write size and
-//! CPU placement, ping-pong latency, insmod+rmmod time and `.ko` sizes. JSON in
-//! `target/bench/`. Figures, not tests: nothing in `cargo xtask test` depends on them.
+//! CPU placement, ping-pong latency, insmod+rmmod time and `.ko` sizes; then `edubench`
+//! (`rust_edu` vs `cedu`, one `edu` device each): liveness MMIO round trips, factorials with
+//! their completion interrupt and DMA transfers per second. JSON in `target/bench/`.
+//! Figures, not tests: nothing in `cargo xtask test` depends on them.
 //!
 //! Two clocks, one boot each (both by default):
 //! - `icount` (deterministic): QEMU `-icount shift=0,sleep=off`, so one guest nanosecond is one
@@ -72,9 +74,9 @@ fn bench(profile: Profile, rounds: u32, clock: Option<Clock>, smp: u32) -> Resul
         tests,
         bins,
     };
-    for m in ["rfifo", "cfifo"] {
+    for m in ["rfifo", "cfifo", "rust_edu", "cedu"] {
         if !art.modules.iter().any(|p| build::module_name(p) == m) {
-            bail!("module {m} is not built; the benchmark needs rfifo and cfifo");
+            bail!("module {m} is not built; the benchmark needs rfifo, cfifo, rust_edu and cedu");
         }
     }
     let clocks: Vec<Clock> = match clock {
@@ -126,6 +128,10 @@ fn run_one(
         .run_marked(
             "fifobench",
             &["fifobench", &rounds.to_string(), &scale.to_string(), places],
+        )
+        .run_marked(
+            "edubench",
+            &["edubench", &rounds.to_string(), &scale.to_string()],
         );
     eprintln!(
         "bench: {:?} clock, {} vCPUs, {rounds} interleaved rounds per case (takes minutes under TCG)",
@@ -138,6 +144,18 @@ fn run_one(
         .and_then(protocol::bench_json)
         .with_context(|| format!("no benchmark output; console:\n{}", o.console_tail(30)))?;
     let mut v: Value = serde_json::from_str(line).context("benchmark JSON")?;
+    let edu = o.results.program("edubench").map(|p| p.output);
+    let line = edu
+        .as_deref()
+        .and_then(protocol::bench_json)
+        .with_context(|| {
+            format!(
+                "no edu benchmark output:\n{}\nconsole:\n{}",
+                edu.as_deref().unwrap_or("(edubench did not run)"),
+                o.console_tail(30)
+            )
+        })?;
+    v["edu"] = serde_json::from_str(line).context("edu benchmark JSON")?;
     v["conditions"] = serde_json::json!({
         "clock": format!("{:?}", m.clock).to_lowercase(),
         "accel": o.accel, "vcpus": m.smp, "memory_mb": vm::MEM_MB,
@@ -321,6 +339,9 @@ pub fn table(v: &Value) -> String {
             e.time(&l["rfifo_kunit"]) / e.time(&l["cfifo"])
         ));
     }
+    if v["edu"].is_object() {
+        s.push_str(&edu_table(&v["edu"], e));
+    }
     if let Some(sz) = v["ko_sizes"].as_object() {
         let mut names: Vec<&String> = sz.keys().collect();
         names.sort();
@@ -346,6 +367,44 @@ pub fn table(v: &Value) -> String {
             ratio("rfifo_kunit")
         ));
     }
+    s
+}
+
+/// The `edu` drivers' part of the table: calls per second, Rust/C speed.
+fn edu_table(e: &Value, est: Est) -> String {
+    let b = &e["binding"];
+    let mut s = format!(
+        "\nedu drivers, one caller, calls/s ({} ±half-spread, {} rounds): rust_edu on {} ({}), cedu on {} ({})\n\n",
+        est.label(),
+        e["rounds"],
+        b["rust_edu"]["bdf"].as_str().unwrap_or("?"),
+        b["rust_edu"]["irq"].as_str().unwrap_or("?"),
+        b["cedu"]["bdf"].as_str().unwrap_or("?"),
+        b["cedu"]["irq"].as_str().unwrap_or("?"),
+    );
+    s.push_str("| case | rust_edu /s | cedu /s | Rust/C |\n|---|---:|---:|---:|\n");
+    for (key, label) in [
+        ("liveness", "liveness (MMIO write + read)"),
+        ("factorial", "factorial n=10, completion interrupt"),
+        ("dma_64", "DMA 64 B (pwrite)"),
+        ("dma_4095", "DMA 4095 B (pwrite)"),
+    ] {
+        let c = &e["per_sec"][key];
+        if !c.is_object() {
+            continue;
+        }
+        let (r, cc) = (est.rate(&c["rust_edu"]), est.rate(&c["cedu"]));
+        s.push_str(&format!(
+            "| {label} | {r:.1} {} | {cc:.1} {} | {:.3} |\n",
+            spread(&c["rust_edu"]),
+            spread(&c["cedu"]),
+            r / cc
+        ));
+    }
+    s.push_str(
+        "(DMA: QEMU's edu completes a transfer 100 ms of virtual time after its command, so \
+         both drivers are bounded by 10 transfers/s: the device model is the bound, not the driver)\n",
+    );
     s
 }
 
@@ -377,6 +436,31 @@ mod tests {
             t.contains("KUnit suite (the test build; the suite runs at every load) 3.000"),
             "{t}"
         );
+        assert!(!t.contains("edu drivers"), "{t}");
+    }
+
+    #[test]
+    fn edu_table_has_ratios() {
+        let e: Value = serde_json::from_str(
+            r#"{"per_sec":{"liveness":{"rust_edu":{"median":200,"min":190,"max":210},
+                "cedu":{"median":100,"min":100,"max":100},"calls":10},
+                "dma_64":{"rust_edu":{"median":9.5,"min":9.5,"max":9.5},
+                "cedu":{"median":9.5,"min":9.5,"max":9.5},"calls":12}},
+                "binding":{"rust_edu":{"bdf":"0000:00:03.0","irq":"MSI"},
+                "cedu":{"bdf":"0000:00:04.0","irq":"MSI"}},"rounds":3,"scale":1}"#,
+        )
+        .unwrap();
+        let t = edu_table(&e, Est::Median);
+        assert!(
+            t.contains("| liveness (MMIO write + read) | 200.0 ±5.0% | 100.0 ±0.0% | 2.000 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| DMA 64 B (pwrite) | 9.5 ±0.0% | 9.5 ±0.0% | 1.000 |"),
+            "{t}"
+        );
+        assert!(!t.contains("factorial"), "{t}");
+        assert!(t.contains("rust_edu on 0000:00:03.0 (MSI)"), "{t}");
     }
 
     #[test]

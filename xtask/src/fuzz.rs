@@ -48,7 +48,9 @@ fn fuzz(
     let k = kernel::ensure(profile, false)?;
     let art = build::build_all(&k)?;
     let mut job = Job::new(machine);
+    // Both edu drivers get a device (else the first loaded binds both).
     job.remember_devices()
+        .edu_one_device_each(false)
         .load_modules(&initramfs::module_names(&art))
         .new_devices()
         .run_marked(

@@ -49,7 +49,9 @@ pub fn guided(
     let art = build::build_all(&k)?;
     let (s, sec, w) = (seed.to_string(), seconds.to_string(), workers.to_string());
     let mut job = Job::new(machine);
+    // Both edu drivers get a device (else the first loaded binds both).
     job.remember_devices()
+        .edu_one_device_each(false)
         .load_modules(&initramfs::module_names(&art))
         .new_devices()
         .shell(&format!(

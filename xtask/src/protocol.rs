@@ -210,12 +210,35 @@ impl Job {
         ))
     }
 
-    /// `cargo xtask run`'s demo: load each module showing its kernel messages, list the
-    /// modules, read each new device node; with `shell`, an interactive shell; then unload
-    /// each module showing its messages.
+    /// The first QEMU `edu` PCI device (1234:11e8) to `rust_edu`, the second to `cedu`
+    /// (`driver_override`), so that loading both drivers binds one device each (else the
+    /// first loaded takes both); `say`: print which goes where.
+    pub fn edu_one_device_each(&mut self, say: bool) -> &mut Job {
+        let say = if say {
+            "echo \"== edu device ${d##*/} (QEMU 1234:11e8) goes to $drv\""
+        } else {
+            ":"
+        };
+        self.line(&format!(
+            "i=0\n\
+             for d in /sys/bus/pci/devices/*; do\n\
+               [ \"$(cat $d/vendor)\" = 0x1234 ] && [ \"$(cat $d/device)\" = 0x11e8 ] || continue\n\
+               if [ $i = 0 ]; then drv=rust_edu; else drv=cedu; fi\n\
+               echo $drv > $d/driver_override; i=$((i+1))\n\
+               {say}\n\
+             done"
+        ))
+    }
+
+    /// `cargo xtask run`'s demo: load each module showing its kernel messages (the first
+    /// `edu` PCI device goes to `rust_edu`, the second to `cedu`, by `driver_override`), list
+    /// the modules, one factorial and one DMA round trip on each `edu` driver's device, read
+    /// each new device node; with `shell`, an interactive shell; then unload each module
+    /// showing its messages.
     pub fn demo(&mut self, modules: &[String], shell: bool) -> &mut Job {
         self.remember_devices();
         self.line("echo '== kernel:' $(uname -r)");
+        self.edu_one_device_each(true);
         let new_messages = "dmesg | tail -n +$((n+1)) | sed 's/^/   dmesg: /'";
         for m in modules {
             self.line(&format!(
@@ -226,6 +249,16 @@ impl Job {
             ));
         }
         self.line("echo '== lsmod:'; lsmod");
+        self.line(
+            "for d in /dev/edu0 /dev/cedu0; do\n\
+               [ -c $d ] || continue\n\
+               echo \"== $d: eductl $d factorial 10 (computed by the device, completion interrupt)\"\n\
+               eductl $d factorial 10\n\
+               echo \"== $d: DMA round trip: printf 'Hello, edu!' > $d; head -c 11 $d\"\n\
+               printf 'Hello, edu!' > $d && head -c 11 $d; echo\n\
+               eductl $d stats\n\
+             done",
+        );
         self.new_devices();
         self.line(
             "for d in $new_devices; do\n\

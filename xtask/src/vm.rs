@@ -277,7 +277,20 @@ pub fn boot(b: &BootSpec) -> Result<Booted> {
             "-smp",
             &b.machine.smp.to_string(),
         ])
-        .args(["-display", "none", "-no-reboot", "-nodefaults"]);
+        // q35, not the default i440fx `pc`: the `pc` machine's ACPI `_PRT` (PCI interrupt
+        // routing) is an AML loop over 128 entries that the first `pci_enable_device()` of
+        // each device evaluates; on the debug kernel it ran past ACPICA's 30 s loop limit
+        // (`AE_AML_LOOP_TIMEOUT`: every `edu` bind took 30 s and INTx got no route). q35's
+        // `_PRT` is a plain table.
+        .args(["-machine", "q35"])
+        .args(["-display", "none", "-no-reboot", "-nodefaults"])
+        // Two QEMU `edu` PCI devices (1234:11e8) on every boot, one per driver twin
+        // (`rust_edu`, `cedu`); cheap when unused: they sit on the bus until a driver binds.
+        .args(["-device", "edu", "-device", "edu"]);
+    // `RKM_QEMU_ARGS` (environment): more QEMU arguments, for experiments.
+    if let Ok(more) = std::env::var("RKM_QEMU_ARGS") {
+        c.args(more.split_whitespace());
+    }
     c.arg("-kernel")
         .arg(b.kernel.bzimage())
         .arg("-initrd")
@@ -400,8 +413,16 @@ pub fn boot(b: &BootSpec) -> Result<Booted> {
 /// use IPIs instead. Measured, 50 insmod+rmmod cycles of `minimal`: 1 CPU 7.0 ms/cycle,
 /// 2 CPUs 21.8 ms, 2 CPUs expedited 7.6 ms; the soak test went from 329 s (three modules
 /// stopped at its 60 s cap) to 187 s (all 9 x 1000 cycles).
+/// `RKM_CMDLINE` (environment) adds words at the end, for experiments.
 pub fn kernel_cmdline() -> String {
-    "console=ttyS0 panic=-1 quiet no5lvl log_buf_len=32M rcupdate.rcu_expedited=1".into()
+    let mut c = String::from(
+        "console=ttyS0 panic=-1 quiet no5lvl log_buf_len=32M rcupdate.rcu_expedited=1",
+    );
+    if let Ok(more) = std::env::var("RKM_CMDLINE") {
+        c.push(' ');
+        c.push_str(&more);
+    }
+    c
 }
 
 /// How [`boot_job`] boots a job.

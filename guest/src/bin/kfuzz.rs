@@ -120,10 +120,10 @@ fn open_flags(rng: &mut Rng) -> i32 {
 /// A random ioctl number, mostly plausible: the devices' magics, directions and sizes.
 fn ioctl_cmd(rng: &mut Rng) -> u64 {
     let any = rng.below(256);
-    let magic = *rng.pick(&[0xB9u64, 0xB9, b'r' as u64, any]);
+    let magic = *rng.pick(&[0xB9u64, 0xB9, 0xBB, b'r' as u64, any]);
     let dir = rng.below(4);
     let anysz = rng.below(1 << 14);
-    let sz = *rng.pick(&[0u64, 4, 8, 40, 64, anysz]);
+    let sz = *rng.pick(&[0u64, 4, 8, 16, 32, 40, 64, anysz]);
     let nr = rng.below(16);
     (dir << 30) | (sz << 16) | (magic << 8) | nr
 }
