@@ -16,7 +16,11 @@
 //! seen is kept in its corpus and saved to DIR (`<hash>.prog`, shared by the workers and, by
 //! `cargo xtask fuzz --coverage-guided`, with the host, so a later run continues it). Each
 //! next program is, one time in ten, a fresh random one, else a mutation of a corpus
-//! program (insert, delete, change, duplicate an op; splice two programs). After each
+//! program (insert, delete, change, duplicate an op; splice two programs). Besides syscalls a
+//! program has `patience MS` (later blocking calls may wait that long before SIGALRM) and
+//! `fork` (the rest of the program runs in this task and, at the same time, in a child that
+//! shares its files), so it reaches what random kfuzz reaches with long-lived fds and
+//! forked children: completed long waits and one task woken by another. After each
 //! program the worker reads new kernel log records; a report (`BUG:`, `WARNING:`, KASAN,
 //! ...) prints the program that preceded it and saves it as `report-<hash>.prog`.
 //! `--replay FILE` runs one saved program once.
@@ -368,6 +372,11 @@ enum Op {
     Patience {
         ms: u32,
     },
+    /// The rest of the program runs twice at the same time: in this task and in a forked
+    /// child that shares its open files (the child has no KCOV of its own; what it does shows
+    /// in this task's coverage as the other side: a blocked read woken by its write, a full
+    /// FIFO drained by its read). Random kfuzz gets the same from its forked children.
+    Fork,
 }
 
 impl Op {
@@ -408,7 +417,8 @@ impl Op {
                 }
             }
             90..=94 => Op::Dup { slot },
-            95..=97 => Op::Close { slot },
+            95..=96 => Op::Close { slot },
+            97..=98 => Op::Fork,
             _ => Op::Patience {
                 ms: *rng.pick(&[ALARM_MS, 500, 5000]),
             },
@@ -435,6 +445,7 @@ impl Op {
             Op::Dup { slot } => format!("dup {slot}"),
             Op::Close { slot } => format!("close {slot}"),
             Op::Patience { ms } => format!("patience {ms}"),
+            Op::Fork => "fork".to_string(),
         }
     }
 
@@ -474,6 +485,7 @@ impl Op {
             ["close", slot] => Op::Close {
                 slot: num(slot)? as usize,
             },
+            ["fork"] => Op::Fork,
             ["patience", ms] => Op::Patience {
                 ms: num(ms)?.clamp(1, 60_000) as u32,
             },
@@ -488,6 +500,8 @@ struct Program(Vec<Op>);
 
 /// Ops per program at most.
 const MAX_OPS: usize = 16;
+/// Children one program may fork at most (`fork` ops past this run in this task only).
+const MAX_FORKS: usize = 2;
 
 impl Program {
     fn random(rng: &mut Rng, devices: &[String]) -> Program {
@@ -554,6 +568,9 @@ impl Program {
     /// Run it; every fd it opened is closed at the end.
     fn run(&self, buf: &mut [u8]) {
         let mut fds: Vec<i32> = Vec::new();
+        // Children forked by `fork` ops (at most a few), or `None` in such a child.
+        let mut children: Option<Vec<libc::pid_t>> = Some(Vec::new());
+        let mut patience = ALARM_MS;
         for op in &self.0 {
             let fd = |slot: usize| (!fds.is_empty()).then(|| fds[slot % fds.len()]);
             // SAFETY (every libc call): the kernel validates fds and user pointers; bad ones
@@ -614,16 +631,45 @@ impl Program {
                             libc::close(fds.swap_remove(i));
                         }
                     }
-                    Op::Patience { ms } => set_alarm(*ms),
+                    Op::Patience { ms } => {
+                        patience = *ms;
+                        set_alarm(patience);
+                    }
+                    Op::Fork => {
+                        if let Some(kids) = children.as_mut().filter(|k| k.len() < MAX_FORKS) {
+                            let pid = libc::fork();
+                            if pid == 0 {
+                                // Timers are not inherited: blocking calls must still end.
+                                set_alarm(patience);
+                                children = None;
+                            } else if pid > 0 {
+                                kids.push(pid);
+                            }
+                        }
+                    }
                 }
             }
-        }
-        if self.0.iter().any(|op| matches!(op, Op::Patience { .. })) {
-            set_alarm(ALARM_MS);
         }
         for f in fds {
             // SAFETY: closing our own fd.
             unsafe { libc::close(f) };
+        }
+        match children {
+            // SAFETY: leaving the forked child without the parent's exit handlers.
+            None => unsafe { libc::_exit(0) },
+            Some(kids) => {
+                for pid in kids {
+                    let mut st = 0;
+                    // SAFETY: reaping our own child; its blocking calls end at its alarm.
+                    while unsafe { libc::waitpid(pid, &mut st, 0) } < 0
+                        && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+                    {
+                    }
+                }
+            }
+        }
+        if patience != ALARM_MS {
+            set_alarm(ALARM_MS);
         }
     }
 }
