@@ -67,8 +67,11 @@ fn bind_one_each() -> Vec<String> {
         2,
         "the VM should have two edu devices: {bdfs:?}"
     );
-    for ((m, node), bdf) in DRIVERS.iter().zip(&bdfs) {
+    // Both overrides before either load: else the first driver loaded binds both devices.
+    for ((m, _), bdf) in DRIVERS.iter().zip(&bdfs) {
         std::fs::write(format!("/sys/bus/pci/devices/{bdf}/driver_override"), m).unwrap();
+    }
+    for (m, node) in DRIVERS {
         load(m);
         let start = Instant::now();
         while !std::path::Path::new(node).exists() {
