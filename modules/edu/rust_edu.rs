@@ -25,7 +25,7 @@
 //!
 //! ```text
 //! # modprobe rust_edu; dmesg | grep edu0
-//! rust_edu 0000:00:02.0: edu0: QEMU edu 1.0, MSI irq 24, 4095-byte DMA buffer at 0xfff000
+//! rust_edu 0000:00:01.0: edu0: QEMU edu 1.0, MSI irq 25, 4095-byte DMA buffer at 0x514d000
 //! # cat /sys/kernel/debug/rust_edu/edu0/stats
 //! ```
 //!
