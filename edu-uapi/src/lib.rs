@@ -20,6 +20,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use uapi_ioc::check;
 
 /// `EDU_IOC_MAGIC`.
 pub const MAGIC: u32 = 0xBB;
@@ -65,26 +66,8 @@ pub struct Stats {
     pub dma_bytes: u64,
 }
 
-const IOC_NRBITS: u32 = 8;
-const IOC_TYPEBITS: u32 = 8;
-const IOC_SIZEBITS: u32 = 14;
-const IOC_NRSHIFT: u32 = 0;
-const IOC_TYPESHIFT: u32 = IOC_NRSHIFT + IOC_NRBITS;
-const IOC_SIZESHIFT: u32 = IOC_TYPESHIFT + IOC_TYPEBITS;
-const IOC_DIRSHIFT: u32 = IOC_SIZESHIFT + IOC_SIZEBITS;
-/// `_IOC_NONE`, `_IOC_WRITE`, `_IOC_READ` (asm-generic, also x86).
-pub const IOC_NONE: u32 = 0;
-pub const IOC_WRITE: u32 = 1;
-pub const IOC_READ: u32 = 2;
-
-/// `_IOC(dir, type, nr, size)`.
-pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
-    assert!(size < 1 << IOC_SIZEBITS);
-    (dir << IOC_DIRSHIFT)
-        | (ty << IOC_TYPESHIFT)
-        | (nr << IOC_NRSHIFT)
-        | ((size as u32) << IOC_SIZESHIFT)
-}
+/// The `_IOC` encoding (`_IOC_NONE`, `_IOC_WRITE`, `_IOC_READ`, `_IOC(...)`), from `uapi-ioc`.
+pub use uapi_ioc::{ioc, IOC_NONE, IOC_READ, IOC_WRITE};
 
 /// `EDU_IOC_FACTORIAL`: `_IOWR(MAGIC, 1, struct edu_factorial)`.
 pub const FACTORIAL: u32 = ioc(IOC_READ | IOC_WRITE, MAGIC, 1, size_of::<Factorial>());
@@ -92,14 +75,6 @@ pub const FACTORIAL: u32 = ioc(IOC_READ | IOC_WRITE, MAGIC, 1, size_of::<Factori
 pub const LIVENESS: u32 = ioc(IOC_READ | IOC_WRITE, MAGIC, 2, size_of::<u32>());
 /// `EDU_IOC_GET_STATS`: `_IOR(MAGIC, 3, struct edu_stats)`.
 pub const GET_STATS: u32 = ioc(IOC_READ, MAGIC, 3, size_of::<Stats>());
-
-fn check(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
 
 /// `ioctl(fd, cmd, arg)` with a raw argument (for error-path tests such as `EFAULT`).
 pub fn ioctl_raw(fd: RawFd, cmd: u32, arg: usize) -> io::Result<libc::c_int> {
@@ -149,60 +124,24 @@ pub fn expected_factorial(n: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::mem::offset_of;
+    use uapi_ioc::header::{assert_layout, defines, ioctl_number, number};
 
     const HEADER: &str = include_str!("../../include/uapi/edu.h");
 
-    /// `#define NAME VALUE` lines of the header (value text trimmed).
-    fn defines() -> HashMap<String, String> {
-        HEADER
-            .lines()
-            .filter_map(|l| l.strip_prefix("#define "))
-            .filter_map(|l| {
-                let (name, value) = l.split_once(char::is_whitespace)?;
-                Some((name.to_string(), value.trim().to_string()))
-            })
-            .collect()
-    }
-
-    fn number(s: &str) -> u32 {
-        let s = s.trim();
-        if let Some(h) = s.strip_prefix("0x") {
-            u32::from_str_radix(h, 16).unwrap()
-        } else {
-            s.parse().unwrap()
-        }
-    }
-
-    /// Evaluates `_IOR(EDU_IOC_MAGIC, n, T)` and `_IOWR(...)` as the header spells them.
-    fn ioctl_number(value: &str, d: &HashMap<String, String>) -> u32 {
-        let (mac, args) = value.split_once('(').unwrap();
-        let args: Vec<&str> = args
-            .strip_suffix(')')
-            .unwrap()
-            .split(',')
-            .map(str::trim)
-            .collect();
-        let ty = number(&d[args[0]]);
-        let nr = number(args[1]);
-        let size = match args[2] {
+    /// The size of a type the header's `_IOR`/`_IOWR` name.
+    fn size(ty: &str) -> usize {
+        match ty {
             "__u32" => 4,
             "struct edu_factorial" => size_of::<Factorial>(),
             "struct edu_stats" => size_of::<Stats>(),
             other => panic!("unknown type {other}"),
-        };
-        match mac {
-            "_IOR" => ioc(IOC_READ, ty, nr, size),
-            "_IOW" => ioc(IOC_WRITE, ty, nr, size),
-            "_IOWR" => ioc(IOC_READ | IOC_WRITE, ty, nr, size),
-            other => panic!("unknown macro {other}"),
         }
     }
 
     #[test]
     fn constants_match_the_c_header() {
-        let d = defines();
+        let d = defines(HEADER);
         assert_eq!(number(&d["EDU_IOC_MAGIC"]), MAGIC);
         assert_eq!(number(&d["EDU_BUF_SIZE"]) as usize, BUF_SIZE);
         assert_eq!(
@@ -217,7 +156,7 @@ mod tests {
             ("EDU_IOC_LIVENESS", LIVENESS),
             ("EDU_IOC_GET_STATS", GET_STATS),
         ] {
-            assert_eq!(ioctl_number(&d[name], &d), ours, "{name}");
+            assert_eq!(ioctl_number(&d[name], &d, size), ours, "{name}");
         }
     }
 
@@ -229,40 +168,10 @@ mod tests {
         assert_eq!(GET_STATS, 0x8020_bb03);
     }
 
-    /// `(type, name)` of each field of `struct NAME` in the header, in order.
-    fn c_fields(name: &str) -> Vec<(String, String)> {
-        HEADER
-            .split(&format!("struct {name} {{"))
-            .nth(1)
-            .unwrap()
-            .split("};")
-            .next()
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.trim().split_once(';').map(|(decl, _)| decl.to_string()))
-            .filter(|decl| !decl.is_empty())
-            .map(|decl| {
-                let (ty, name) = decl.rsplit_once(char::is_whitespace).unwrap();
-                (ty.trim().to_string(), name.to_string())
-            })
-            .collect()
-    }
-
-    fn assert_layout(c: &str, ours: &[(&str, &str, usize)], size: usize) {
-        let fields = c_fields(c);
-        assert_eq!(fields.len(), ours.len(), "{fields:?}");
-        let mut offset = 0;
-        for ((cty, cname), (ty, name, off)) in fields.iter().zip(ours) {
-            assert_eq!((cty.as_str(), cname.as_str()), (*ty, *name));
-            assert_eq!(*off, offset, "{name}");
-            offset += if *ty == "__u64" { 8 } else { 4 };
-        }
-        assert_eq!(size, offset, "struct {c}: no padding");
-    }
-
     #[test]
     fn layouts_match_the_c_structs() {
         assert_layout(
+            HEADER,
             "edu_factorial",
             &[
                 ("__u32", "n", offset_of!(Factorial, n)),
@@ -273,6 +182,7 @@ mod tests {
             size_of::<Factorial>(),
         );
         assert_layout(
+            HEADER,
             "edu_stats",
             &[
                 ("__u64", "interrupts", offset_of!(Stats, interrupts)),

@@ -11,6 +11,7 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+pub mod edu;
 pub mod fault;
 pub mod fifo;
 pub mod kcov;

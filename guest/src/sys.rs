@@ -56,6 +56,24 @@ impl fmt::Debug for Errno {
     }
 }
 
+/// The errnos the tests expect, as [`Errno`] constants: `use guest::sys::errno::*;` and
+/// `assert_eq!(r, Err(EFAULT))`.
+pub mod errno {
+    use super::Errno;
+
+    pub const EINTR: Errno = Errno(libc::EINTR);
+    pub const ENXIO: Errno = Errno(libc::ENXIO);
+    pub const EAGAIN: Errno = Errno(libc::EAGAIN);
+    pub const EFAULT: Errno = Errno(libc::EFAULT);
+    pub const ENODEV: Errno = Errno(libc::ENODEV);
+    pub const EINVAL: Errno = Errno(libc::EINVAL);
+    pub const ENOTTY: Errno = Errno(libc::ENOTTY);
+    pub const ENOSPC: Errno = Errno(libc::ENOSPC);
+    pub const ESPIPE: Errno = Errno(libc::ESPIPE);
+    pub const EPIPE: Errno = Errno(libc::EPIPE);
+    pub const ETIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
+}
+
 impl From<io::Error> for Errno {
     fn from(e: io::Error) -> Errno {
         Errno(e.raw_os_error().unwrap_or(0))

@@ -21,7 +21,8 @@
 //! the slow factorial appears only where a wait must be interrupted.
 
 use edu_uapi as uapi;
-use guest::{kmod, Errno, Kmsg};
+use guest::sys::errno::*;
+use guest::{edu, kmod, sys, Errno, Kmsg};
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
@@ -53,33 +54,8 @@ const BUF: usize = uapi::BUF_SIZE;
 /// Keeps the device busy for seconds (4e9 multiplications in QEMU's device thread).
 const SLOW_N: u32 = 4_000_000_000;
 
-const ENODEV: Errno = Errno(libc::ENODEV);
-const EINTR: Errno = Errno(libc::EINTR);
-const EFAULT: Errno = Errno(libc::EFAULT);
-const EINVAL: Errno = Errno(libc::EINVAL);
-const ENOTTY: Errno = Errno(libc::ENOTTY);
-const ENOSPC: Errno = Errno(libc::ENOSPC);
-const ESPIPE: Errno = Errno(libc::ESPIPE);
-const ETIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
-
 fn errno<T>(r: std::io::Result<T>) -> Result<T, Errno> {
     r.map_err(Errno::from)
-}
-
-/// BDFs of the `edu` devices, sorted.
-fn edu_bdfs() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/sys/bus/pci/devices")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let p = e.path();
-            let rd = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
-            rd("vendor").trim() == "0x1234" && rd("device").trim() == "0x11e8"
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 fn sysfs_write(path: &str, value: &str) -> Result<(), Errno> {
@@ -120,7 +96,7 @@ fn bind(drv: Driver, bdf: &str) -> Result<(), Errno> {
 fn reset() {
     kmod::ensure_unloaded(RUST.module);
     kmod::ensure_unloaded(C.module);
-    for bdf in edu_bdfs() {
+    for bdf in edu::bdfs() {
         set_override(&bdf, "");
     }
 }
@@ -180,7 +156,7 @@ impl Bound {
     /// Loads `drv` alone with `params`: it binds every `edu` device.
     fn load(drv: Driver, params: &str) -> Bound {
         reset();
-        let n = edu_bdfs().len();
+        let n = edu::bdfs().len();
         assert_eq!(n, 2, "the VM should have two edu devices");
         let mut log = Kmsg::new();
         kmod::load(drv.module, params).unwrap_or_else(|e| panic!("load {}: {e:?}", drv.module));
@@ -215,7 +191,7 @@ impl Bound {
 impl Drop for Bound {
     fn drop(&mut self) {
         let _ = kmod::unload(self.drv.module);
-        for bdf in edu_bdfs() {
+        for bdf in edu::bdfs() {
             let _ = sysfs_write(&format!("/sys/bus/pci/devices/{bdf}/driver_override"), "\n");
         }
     }
@@ -267,27 +243,6 @@ impl Rng {
     }
 }
 
-fn pwrite(f: &File, data: &[u8], off: i64) -> Result<usize, Errno> {
-    // SAFETY: `data` is valid for reads of its length.
-    let r = unsafe { libc::pwrite(f.as_raw_fd(), data.as_ptr().cast(), data.len(), off) };
-    if r < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(r as usize)
-    }
-}
-
-fn pread(f: &File, len: usize, off: i64) -> Result<Vec<u8>, Errno> {
-    let mut buf = vec![0u8; len];
-    // SAFETY: `buf` is valid for writes of its length.
-    let r = unsafe { libc::pread(f.as_raw_fd(), buf.as_mut_ptr().cast(), len, off) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    buf.truncate(r as usize);
-    Ok(buf)
-}
-
 fn factorial(fd: RawFd, n: u32) -> Result<u32, Errno> {
     errno(uapi::factorial(fd, n, 0))
 }
@@ -333,7 +288,7 @@ fn computing(b: &Bound, i: usize) -> bool {
 
 fn probe_binds_every_edu_device(drv: Driver) {
     let b = Bound::load(drv, "");
-    let bdfs = edu_bdfs();
+    let bdfs = edu::bdfs();
     assert_eq!(b.probed.len(), bdfs.len());
     for (i, bdf) in bdfs.iter().enumerate() {
         let p = &b.probed[i];
@@ -410,8 +365,8 @@ fn intx_when_msi_is_off(drv: Driver) {
         let s0 = stats(&f);
         assert_eq!(factorial(f.as_raw_fd(), 12), Ok(479_001_600));
         let data: Vec<u8> = (0..64u8).collect();
-        assert_eq!(pwrite(&f, &data, 64), Ok(64));
-        assert_eq!(pread(&f, 64, 64), Ok(data));
+        assert_eq!(sys::pwrite(f.as_raw_fd(), &data, 64), Ok(64));
+        assert_eq!(sys::pread(f.as_raw_fd(), 64, 64), Ok(data));
         let s1 = stats(&f);
         assert_eq!(s1.interrupts - s0.interrupts, 3, "{s0:?} -> {s1:?}");
         assert_eq!(field(&b.debugfs(i, "stats"), "irq"), "INTx");
@@ -474,13 +429,13 @@ fn stats_count_exactly(drv: Driver) {
     for n in 1..=5 {
         factorial(fd, n).unwrap();
     }
-    assert_eq!(pwrite(&f, &[7u8; 100], 0), Ok(100));
-    assert_eq!(pwrite(&f, &[8u8; 1000], 1000), Ok(1000));
-    assert_eq!(pread(&f, 10, 5).unwrap().len(), 10);
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &[7u8; 100], 0), Ok(100));
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &[8u8; 1000], 1000), Ok(1000));
+    assert_eq!(sys::pread(f.as_raw_fd(), 10, 5).unwrap().len(), 10);
     // Liveness, stats and no-op reads/writes do not use the device's engines.
     uapi::liveness(fd, 3).unwrap();
-    assert_eq!(pread(&f, 0, 0), Ok(vec![]));
-    assert_eq!(pread(&f, 10, BUF as i64), Ok(vec![]));
+    assert_eq!(sys::pread(f.as_raw_fd(), 0, 0), Ok(vec![]));
+    assert_eq!(sys::pread(f.as_raw_fd(), 10, BUF as i64), Ok(vec![]));
     let s1 = stats(&f);
     assert_eq!(
         (
@@ -512,17 +467,25 @@ fn dma_round_trips(drv: Driver) {
             std::thread::spawn(move || {
                 let mut rng = Rng(0xfeed_0000 + i as u64);
                 let mut model = rng.bytes(BUF);
-                assert_eq!(pwrite(&f, &model, 0), Ok(BUF), "{node}");
-                assert_eq!(pread(&f, BUF, 0).as_ref(), Ok(&model), "{node}");
+                assert_eq!(sys::pwrite(f.as_raw_fd(), &model, 0), Ok(BUF), "{node}");
+                assert_eq!(
+                    sys::pread(f.as_raw_fd(), BUF, 0).as_ref(),
+                    Ok(&model),
+                    "{node}"
+                );
                 let last = (BUF - 1, 1);
                 for (off, len) in [(1, 1), (7, 100), last, (2048, 2047), (511, 1025)] {
                     let data = rng.bytes(len);
-                    assert_eq!(pwrite(&f, &data, off as i64), Ok(len), "{node} {off}+{len}");
+                    assert_eq!(
+                        sys::pwrite(f.as_raw_fd(), &data, off as i64),
+                        Ok(len),
+                        "{node} {off}+{len}"
+                    );
                     model[off..off + len].copy_from_slice(&data);
                 }
                 for (off, len) in [(0, BUF), (3, 77), (4000, BUF - 4000)] {
                     assert_eq!(
-                        pread(&f, len, off as i64).as_deref(),
+                        sys::pread(f.as_raw_fd(), len, off as i64).as_deref(),
                         Ok(&model[off..off + len]),
                         "{node} {off}+{len}"
                     );
@@ -539,25 +502,32 @@ fn offsets_lengths_and_bad_buffers(drv: Driver) {
     let b = Bound::load(drv, "");
     let f = b.open(0);
     let pattern: Vec<u8> = (0..BUF as u32).map(|i| (i * 7) as u8).collect();
-    assert_eq!(pwrite(&f, &pattern, 0), Ok(BUF));
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &pattern, 0), Ok(BUF));
     // Across the end: shortened; at or past the end: EOF / ENOSPC; empty: nothing.
-    assert_eq!(pread(&f, 200, 4000).as_deref(), Ok(&pattern[4000..]));
-    assert_eq!(pread(&f, 1, BUF as i64), Ok(vec![]));
-    assert_eq!(pread(&f, 1, 1 << 40), Ok(vec![]));
-    assert_eq!(pwrite(&f, &[1u8; 10], 4090), Ok(BUF - 4090));
-    assert_eq!(pwrite(&f, &[1u8; 1], BUF as i64), Err(ENOSPC));
-    assert_eq!(pwrite(&f, &[1u8; 1], 1 << 40), Err(ENOSPC));
-    assert_eq!(pwrite(&f, &[], 5000), Ok(0));
-    assert_eq!(pwrite(&f, &[1u8; 1], -1), Err(EINVAL));
-    assert_eq!(pread(&f, 1, -1), Err(EINVAL));
+    assert_eq!(
+        sys::pread(f.as_raw_fd(), 200, 4000).as_deref(),
+        Ok(&pattern[4000..])
+    );
+    assert_eq!(sys::pread(f.as_raw_fd(), 1, BUF as i64), Ok(vec![]));
+    assert_eq!(sys::pread(f.as_raw_fd(), 1, 1 << 40), Ok(vec![]));
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &[1u8; 10], 4090), Ok(BUF - 4090));
+    assert_eq!(
+        sys::pwrite(f.as_raw_fd(), &[1u8; 1], BUF as i64),
+        Err(ENOSPC)
+    );
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &[1u8; 1], 1 << 40), Err(ENOSPC));
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &[], 5000), Ok(0));
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &[1u8; 1], -1), Err(EINVAL));
+    assert_eq!(sys::pread(f.as_raw_fd(), 1, -1), Err(EINVAL));
     // A write larger than the memory stops at its end.
-    assert_eq!(pwrite(&f, &vec![9u8; 5000], 4000), Ok(BUF - 4000));
+    assert_eq!(
+        sys::pwrite(f.as_raw_fd(), &vec![9u8; 5000], 4000),
+        Ok(BUF - 4000)
+    );
     let mut model = pattern.clone();
     model[4000..].fill(9);
     // lseek is not supported; read/write use and advance the file position.
-    // SAFETY: plain syscall.
-    let r = unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_SET) };
-    assert_eq!((r, Errno::last()), (-1, ESPIPE));
+    assert_eq!(sys::lseek(f.as_raw_fd(), 0, libc::SEEK_SET), Err(ESPIPE));
     let mut g = b.open(0);
     use std::io::{Read, Write};
     assert_eq!(g.write(&[0xaa; 16]).unwrap(), 16);
@@ -575,11 +545,11 @@ fn offsets_lengths_and_bad_buffers(drv: Driver) {
         let r = libc::pread(f.as_raw_fd(), 8 as *mut libc::c_void, 16, 0);
         assert_eq!((r, Errno::last()), (-1, EFAULT));
         // Read into read-only memory (this program's text).
-        let text = pwrite as *const () as *mut libc::c_void;
+        let text = sys::pwrite as *const () as *mut libc::c_void;
         let r = libc::pread(f.as_raw_fd(), text, 16, 0);
         assert_eq!((r, Errno::last()), (-1, EFAULT));
     }
-    assert_eq!(pread(&f, BUF, 0).as_ref(), Ok(&model));
+    assert_eq!(sys::pread(f.as_raw_fd(), BUF, 0).as_ref(), Ok(&model));
 }
 
 /// Offset 4095, the device's last byte: QEMU < 8.2.1 aborts the VM on a transfer ending
@@ -592,15 +562,15 @@ fn offset_4095_is_never_transferred(drv: Driver) {
     let last = (MEM - 1) as i64;
     let f = b.open(1);
     let s0 = stats(&f);
-    assert_eq!(pwrite(&f, &[0xee; 1], last), Err(ENOSPC));
-    assert_eq!(pwrite(&f, &[0xee; 100], last), Err(ENOSPC));
-    assert_eq!(pread(&f, 1, last), Ok(vec![]));
-    assert_eq!(pread(&f, MEM, last), Ok(vec![]));
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &[0xee; 1], last), Err(ENOSPC));
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &[0xee; 100], last), Err(ENOSPC));
+    assert_eq!(sys::pread(f.as_raw_fd(), 1, last), Ok(vec![]));
+    assert_eq!(sys::pread(f.as_raw_fd(), MEM, last), Ok(vec![]));
     // None of these reached the device.
     assert_eq!(stats(&f).dma_transfers, s0.dma_transfers);
     // Whole-memory and across-the-end transfers stop one byte short of the device's end.
     let data: Vec<u8> = (0..MEM as u32).map(|i| (i * 13 + 1) as u8).collect();
-    assert_eq!(pwrite(&f, &data, 0), Ok(BUF));
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &data, 0), Ok(BUF));
     let regs = b.debugfs(1, "regs");
     assert_eq!(hex(&field(&regs, "dma_dst")), 0x40000, "{regs}");
     assert_eq!(
@@ -608,9 +578,12 @@ fn offset_4095_is_never_transferred(drv: Driver) {
         0xfff,
         "last byte not sent: {regs}"
     );
-    assert_eq!(pread(&f, MEM, 0).as_deref(), Ok(&data[..BUF]));
-    assert_eq!(pwrite(&f, &[0x77; 2], last - 1), Ok(1));
-    assert_eq!(pread(&f, 2, last - 1), Ok(vec![0x77]));
+    assert_eq!(
+        sys::pread(f.as_raw_fd(), MEM, 0).as_deref(),
+        Ok(&data[..BUF])
+    );
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &[0x77; 2], last - 1), Ok(1));
+    assert_eq!(sys::pread(f.as_raw_fd(), 2, last - 1), Ok(vec![0x77]));
     let s1 = stats(&f);
     assert_eq!(
         (
@@ -660,7 +633,7 @@ fn bad_ioctls(drv: Driver) {
         }
     }
     // Results into read-only memory: EFAULT (the device still computed, nothing else).
-    let text = pwrite as *const () as usize;
+    let text = sys::pwrite as *const () as usize;
     assert_eq!(raw(uapi::LIVENESS, text), Err(EFAULT));
     // Bad request fields: EINVAL, nothing computed.
     let s0 = stats(&f);
@@ -764,17 +737,17 @@ fn signals_while_waiting_for_the_engine(drv: Driver) {
     // next caller waits for it. The memory holds either the old or the new bytes, whole.
     let old = vec![0x11u8; 2048];
     let new = vec![0x22u8; 2048];
-    assert_eq!(pwrite(&f, &old, 1024), Ok(2048));
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &old, 1024), Ok(2048));
     let h = std::thread::spawn({
         let f = b.open(0);
         let new = new.clone();
-        move || pwrite(&f, &new, 1024)
+        move || sys::pwrite(f.as_raw_fd(), &new, 1024)
     });
     std::thread::sleep(Duration::from_millis(30));
     signal_thread(&h);
     let r = h.join().unwrap();
     assert!(r == Err(EINTR) || r == Ok(2048), "{r:?}");
-    let back = pread(&f, 2048, 1024).unwrap();
+    let back = sys::pread(f.as_raw_fd(), 2048, 1024).unwrap();
     assert!(
         back == old || back == new,
         "mixed contents after an interrupted write"
@@ -782,13 +755,13 @@ fn signals_while_waiting_for_the_engine(drv: Driver) {
     // A read interrupted while its transfer runs: EINTR; the next read is right.
     let h = std::thread::spawn({
         let f = b.open(0);
-        move || pread(&f, 2048, 1024).map(|v| v.len())
+        move || sys::pread(f.as_raw_fd(), 2048, 1024).map(|v| v.len())
     });
     std::thread::sleep(Duration::from_millis(30));
     signal_thread(&h);
     let r = h.join().unwrap();
     assert!(r == Err(EINTR) || r == Ok(2048), "{r:?}");
-    assert_eq!(pread(&f, 2048, 1024), Ok(back));
+    assert_eq!(sys::pread(f.as_raw_fd(), 2048, 1024), Ok(back));
     assert_eq!(factorial(fd, 6), Ok(720));
 }
 
@@ -798,10 +771,10 @@ fn sa_restart_restarts_transparently(drv: Driver) {
     SIGNALS.store(0, Ordering::SeqCst);
     let f = b.open(1);
     let data: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
-    assert_eq!(pwrite(&f, &data, 1000), Ok(3000));
+    assert_eq!(sys::pwrite(f.as_raw_fd(), &data, 1000), Ok(3000));
     let h = std::thread::spawn({
         let f = b.open(1);
-        move || pread(&f, 3000, 1000)
+        move || sys::pread(f.as_raw_fd(), 3000, 1000)
     });
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(40));
@@ -984,7 +957,7 @@ fn unbind_and_bind_under_load(drv: Driver) {
         let reader = std::thread::spawn({
             let f = b.open(0);
             move || loop {
-                match pread(&f, BUF, 0) {
+                match sys::pread(f.as_raw_fd(), BUF, 0) {
                     Ok(v) => assert_eq!(v.len(), BUF),
                     Err(e) => return e,
                 }
@@ -1027,8 +1000,8 @@ fn unbind_and_bind_under_load(drv: Driver) {
             Ok(()),
             "stats of the gone device"
         );
-        assert_eq!(pread(&f, 1, 0), Err(ENODEV));
-        assert_eq!(pwrite(&f, &[1], 0), Err(ENODEV));
+        assert_eq!(sys::pread(f.as_raw_fd(), 1, 0), Err(ENODEV));
+        assert_eq!(sys::pwrite(f.as_raw_fd(), &[1], 0), Err(ENODEV));
         assert_eq!(bound_driver(&bdf0), None);
         assert!(
             !std::path::Path::new(&b.node(0)).exists(),
@@ -1052,14 +1025,14 @@ fn unbind_and_bind_under_load(drv: Driver) {
     // Unbind with a DMA transfer in flight and nothing else: the transfer must be over
     // before the buffer is freed (KASAN would see a late device write into freed memory).
     let f = b.open(0);
-    let h = std::thread::spawn(move || pwrite(&f, &[0x5a; BUF], 0));
+    let h = std::thread::spawn(move || sys::pwrite(f.as_raw_fd(), &[0x5a; BUF], 0));
     std::thread::sleep(Duration::from_millis(30));
     unbind(drv, &bdf0).unwrap();
     let r = h.join().unwrap();
     assert!(r == Err(ENODEV) || r == Ok(BUF), "{r:?}");
     bind(drv, &bdf0).unwrap();
     let g = b.open(0);
-    assert_eq!(pread(&g, 4, 0).unwrap().len(), 4);
+    assert_eq!(sys::pread(g.as_raw_fd(), 4, 0).unwrap().len(), 4);
 }
 
 fn rmmod_while_bound_and_open(drv: Driver) {
@@ -1079,7 +1052,7 @@ fn rmmod_while_bound_and_open(drv: Driver) {
         .filter(|l| l.starts_with(drv.module) && l.ends_with(": unbound"))
         .count();
     assert_eq!(unbound, 2);
-    for bdf in edu_bdfs() {
+    for bdf in edu::bdfs() {
         assert_eq!(bound_driver(&bdf), None);
     }
     drop(b);
@@ -1148,11 +1121,14 @@ fn script(path: &str, seed: u64) -> (Vec<Outcome>, uapi::Stats) {
                 let off = rng.below(4200) as i64;
                 let len = 1 + rng.below(300) as usize;
                 let data = rng.bytes(len);
-                outcome(pwrite(&f, &data, off), Outcome::Count)
+                outcome(sys::pwrite(f.as_raw_fd(), &data, off), Outcome::Count)
             }
             5 if step % 3 == 0 => {
                 let off = rng.below(4200) as i64;
-                outcome(pread(&f, 1 + rng.below(300) as usize, off), Outcome::Bytes)
+                outcome(
+                    sys::pread(f.as_raw_fd(), 1 + rng.below(300) as usize, off),
+                    Outcome::Bytes,
+                )
             }
             6 => {
                 let cmd = uapi::ioc(uapi::IOC_READ, uapi::MAGIC, 1 + rng.below(6) as u32, 4);
@@ -1185,7 +1161,7 @@ fn script(path: &str, seed: u64) -> (Vec<Outcome>, uapi::Stats) {
 /// once, and runs the same script on both in parallel.
 fn one_device_each(rust_dev: usize) {
     reset();
-    let bdfs = edu_bdfs();
+    let bdfs = edu::bdfs();
     set_override(&bdfs[rust_dev], RUST.module);
     set_override(&bdfs[1 - rust_dev], C.module);
     let mut log = Kmsg::new();
@@ -1205,7 +1181,10 @@ fn one_device_each(rust_dev: usize) {
     assert_eq!(bound_driver(&bdfs[1 - rust_dev]).as_deref(), Some(C.module));
     // Clean device memory first, so that reads compare equal.
     for path in ["/dev/edu0", "/dev/cedu0"] {
-        assert_eq!(pwrite(&open_node(path), &[0u8; BUF], 0), Ok(BUF));
+        assert_eq!(
+            sys::pwrite(open_node(path).as_raw_fd(), &[0u8; BUF], 0),
+            Ok(BUF)
+        );
     }
     let seed = 0x5eed + rust_dev as u64;
     let h = std::thread::spawn(move || script("/dev/cedu0", seed));

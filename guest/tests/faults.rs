@@ -29,7 +29,7 @@
 
 use guest::fault::{configure, FailNth};
 use guest::sys::{open, read, write};
-use guest::{kmod, Errno};
+use guest::{edu, kmod, Errno};
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -215,7 +215,7 @@ impl EduEnabled {
         for m in ["rust_edu", "cedu"] {
             kmod::ensure_unloaded(m);
         }
-        let bdfs = edu_bdfs();
+        let bdfs = edu::bdfs();
         for b in &bdfs {
             std::fs::write(format!("/sys/bus/pci/devices/{b}/enable"), "1")
                 .unwrap_or_else(|e| panic!("enable {b}: {e}"));
@@ -230,21 +230,6 @@ impl Drop for EduEnabled {
             let _ = std::fs::write(format!("/sys/bus/pci/devices/{b}/enable"), "0");
         }
     }
-}
-
-/// BDFs of the QEMU `edu` devices (1234:11e8), sorted.
-fn edu_bdfs() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/sys/bus/pci/devices")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let rd = |f: &str| std::fs::read_to_string(e.path().join(f)).unwrap_or_default();
-            rd("vendor").trim() == "0x1234" && rd("device").trim() == "0x11e8"
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -307,7 +292,7 @@ fn edu_probe(module: &'static str, node: &str) {
     for m in ["rust_edu", "cedu"] {
         kmod::ensure_unloaded(m);
     }
-    let bdfs = edu_bdfs();
+    let bdfs = edu::bdfs();
     assert_eq!(bdfs.len(), 2, "the VM should have two edu devices");
     let bdf = bdfs[0].clone();
     for b in &bdfs {

@@ -10,18 +10,12 @@
 
 use guest::fifo::*;
 use guest::kmod::Loaded;
+use guest::sys::errno::*;
 use guest::{sys, Errno};
 use std::fmt::Debug;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-const EINTR: Errno = Errno(libc::EINTR);
-const EAGAIN: Errno = Errno(libc::EAGAIN);
-const EPIPE: Errno = Errno(libc::EPIPE);
-const ENXIO: Errno = Errno(libc::ENXIO);
-const ESPIPE: Errno = Errno(libc::ESPIPE);
-const EFAULT: Errno = Errno(libc::EFAULT);
 
 /// The three FIFOs under test; modules unloaded and the node removed on drop.
 struct Env {

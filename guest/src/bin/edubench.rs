@@ -25,21 +25,6 @@ use std::time::{Duration, Instant};
 /// (JSON key and module, device node).
 const DRIVERS: [(&str, &str); 2] = [("rust_edu", "/dev/edu0"), ("cedu", "/dev/cedu0")];
 
-/// BDFs of the `edu` devices (1234:11e8), sorted.
-fn edu_bdfs() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/sys/bus/pci/devices")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let rd = |f: &str| std::fs::read_to_string(e.path().join(f)).unwrap_or_default();
-            rd("vendor").trim() == "0x1234" && rd("device").trim() == "0x11e8"
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 fn unload(module: &str) {
     let name = CString::new(module).unwrap();
     // SAFETY: valid string; failure (not loaded) is fine.
@@ -61,7 +46,7 @@ fn bind_one_each() -> Vec<String> {
     for (m, _) in DRIVERS {
         unload(m);
     }
-    let bdfs = edu_bdfs();
+    let bdfs = guest::edu::bdfs();
     assert_eq!(
         bdfs.len(),
         2,
