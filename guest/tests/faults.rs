@@ -11,7 +11,12 @@
 //! (no binding, enable count back, no node, debugfs directory, IRQ or I/O region), and the
 //! next clean bind gets the device's old name back and works.
 //!
-//! The `edu` devices are kept enabled from sysfs (`enable` = 1) while insmod or probe runs
+//! insmod of `rust_edu` and `cedu` runs with no device to probe ([`EduUnmatched`]): the walk
+//! covers loading and registering the driver, and the probe has its own walk. Their insmod
+//! may also fail with `EINVAL`: when the allocation of `/sys/module/M/drivers` fails,
+//! `module_add_driver()` (drivers/base/module.c) returns `-EINVAL`, the kernel's choice.
+//!
+//! The `edu` devices are kept enabled from sysfs (`enable` = 1) while the probe runs
 //! under injection ([`EduEnabled`]), so the drivers' `pci_enable_device()` only takes a
 //! reference: the first enable evaluates the ACPI `_PRT` method (`acpi_pci_irq_enable()`),
 //! and when an allocation fails inside ACPICA's interpreter there, 7.3 oopses (NULL pointer
@@ -74,24 +79,26 @@ fn modules() -> Vec<String> {
 #[test]
 fn insmod_of_every_module_fails_cleanly_at_every_allocation() {
     configure();
-    // rust_edu's and cedu's insmod probe the edu devices.
-    let _edu = EduEnabled::new();
+    // The edu drivers' insmod would probe the edu devices; here it only loads and registers
+    // the driver (their probe is walked on its own, through sysfs `bind`, below).
+    let _edu = EduUnmatched::new();
     let mut total = 0;
     for m in modules() {
         kmod::ensure_unloaded(&m);
         // Open the file before arming, so the faults land in finit_module() itself.
         let file = File::open(kmod::path(&m)).expect("module file");
-        // The edu drivers probe at insmod: INTx (see the module documentation).
-        let params = if m == "rust_edu" || m == "cedu" {
-            "msi=0"
+        let empty = c"";
+        // A driver's first registration adds /sys/module/M/drivers; when that allocation
+        // fails, 7.3's module_add_driver() (drivers/base/module.c) returns EINVAL.
+        let allowed: &[i32] = if m == "rust_edu" || m == "cedu" {
+            &[libc::ENOMEM, libc::EINVAL]
         } else {
-            ""
+            &[libc::ENOMEM]
         };
-        let empty = std::ffi::CString::new(params).unwrap();
         total += walk(
             &format!("insmod {m}"),
-            &[libc::ENOMEM],
-            || kmod::finit(&file, &empty),
+            allowed,
+            || kmod::finit(&file, empty),
             |ok| {
                 if ok {
                     kmod::unload(&m).unwrap_or_else(|e| panic!("rmmod {m}: {e:?}"));
@@ -204,6 +211,33 @@ fn cfifo_operations_fail_cleanly_under_injection() {
 }
 
 // ---- probe of the edu PCI drivers ----
+
+/// No driver matches the `edu` devices until dropped (`driver_override` set to a name no
+/// driver has), so loading `rust_edu` or `cedu` probes nothing.
+struct EduUnmatched(Vec<String>);
+
+impl EduUnmatched {
+    fn new() -> EduUnmatched {
+        for m in ["rust_edu", "cedu"] {
+            kmod::ensure_unloaded(m);
+        }
+        let bdfs = edu::bdfs();
+        for b in &bdfs {
+            std::fs::write(format!("/sys/bus/pci/devices/{b}/driver_override"), "none")
+                .unwrap_or_else(|e| panic!("driver_override of {b}: {e}"));
+        }
+        EduUnmatched(bdfs)
+    }
+}
+
+impl Drop for EduUnmatched {
+    fn drop(&mut self) {
+        for b in &self.0 {
+            // An empty write clears the override.
+            let _ = std::fs::write(format!("/sys/bus/pci/devices/{b}/driver_override"), "\n");
+        }
+    }
+}
 
 /// Every `edu` device enabled from sysfs (enable count +1) until dropped, so that no
 /// enable under injection runs ACPI `_PRT` (see the module documentation).
