@@ -11,13 +11,13 @@
 //! (no binding, enable count back, no node, debugfs directory, IRQ or I/O region), and the
 //! next clean bind gets the device's old name back and works.
 //!
-//! insmod of `rust_edu` and `cedu` runs with no device to probe ([`EduUnmatched`]): the walk
+//! insmod of `rust_edu` and `cedu` runs with no device to probe ([`EduAttr::unmatched`]): the walk
 //! covers loading and registering the driver, and the probe has its own walk. Their insmod
 //! may also fail with `EINVAL`: when the allocation of `/sys/module/M/drivers` fails,
 //! `module_add_driver()` (drivers/base/module.c) returns `-EINVAL`, the kernel's choice.
 //!
 //! The `edu` devices are kept enabled from sysfs (`enable` = 1) while the probe runs
-//! under injection ([`EduEnabled`]), so the drivers' `pci_enable_device()` only takes a
+//! under injection ([`EduAttr::enabled`]), so the drivers' `pci_enable_device()` only takes a
 //! reference: the first enable evaluates the ACPI `_PRT` method (`acpi_pci_irq_enable()`),
 //! and when an allocation fails inside ACPICA's interpreter there, 7.3 oopses (NULL pointer
 //! dereference in `acpi_ut_update_object_reference()`, found by this walk): a kernel bug
@@ -81,7 +81,7 @@ fn insmod_of_every_module_fails_cleanly_at_every_allocation() {
     configure();
     // The edu drivers' insmod would probe the edu devices; here it only loads and registers
     // the driver (their probe is walked on its own, through sysfs `bind`, below).
-    let _edu = EduUnmatched::new();
+    let _edu = EduAttr::unmatched();
     let mut total = 0;
     for m in modules() {
         kmod::ensure_unloaded(&m);
@@ -212,56 +212,49 @@ fn cfifo_operations_fail_cleanly_under_injection() {
 
 // ---- probe of the edu PCI drivers ----
 
-/// No driver matches the `edu` devices until dropped (`driver_override` set to a name no
-/// driver has), so loading `rust_edu` or `cedu` probes nothing.
-struct EduUnmatched(Vec<String>);
+/// One sysfs attribute of every `edu` device set to a value until dropped, then to
+/// `restore`. The drivers are unloaded first: sysfs refuses to enable a bound device (EBUSY).
+struct EduAttr {
+    bdfs: Vec<String>,
+    attr: &'static str,
+    restore: &'static str,
+}
 
-impl EduUnmatched {
-    fn new() -> EduUnmatched {
+impl EduAttr {
+    fn set(attr: &'static str, value: &str, restore: &'static str) -> EduAttr {
         for m in ["rust_edu", "cedu"] {
             kmod::ensure_unloaded(m);
         }
         let bdfs = edu::bdfs();
         for b in &bdfs {
-            std::fs::write(format!("/sys/bus/pci/devices/{b}/driver_override"), "none")
-                .unwrap_or_else(|e| panic!("driver_override of {b}: {e}"));
+            std::fs::write(format!("/sys/bus/pci/devices/{b}/{attr}"), value)
+                .unwrap_or_else(|e| panic!("{attr} of {b}: {e}"));
         }
-        EduUnmatched(bdfs)
+        EduAttr {
+            bdfs,
+            attr,
+            restore,
+        }
+    }
+
+    /// No driver matches the devices (`driver_override` set to a name no driver has), so
+    /// loading `rust_edu` or `cedu` probes nothing. An empty write clears the override.
+    fn unmatched() -> EduAttr {
+        EduAttr::set("driver_override", "none", "\n")
+    }
+
+    /// Every device enabled from sysfs (enable count +1), so that no enable under injection
+    /// runs ACPI `_PRT` (see the module documentation).
+    fn enabled() -> EduAttr {
+        EduAttr::set("enable", "1", "0")
     }
 }
 
-impl Drop for EduUnmatched {
+impl Drop for EduAttr {
     fn drop(&mut self) {
-        for b in &self.0 {
-            // An empty write clears the override.
-            let _ = std::fs::write(format!("/sys/bus/pci/devices/{b}/driver_override"), "\n");
-        }
-    }
-}
-
-/// Every `edu` device enabled from sysfs (enable count +1) until dropped, so that no
-/// enable under injection runs ACPI `_PRT` (see the module documentation).
-struct EduEnabled(Vec<String>);
-
-impl EduEnabled {
-    fn new() -> EduEnabled {
-        // sysfs refuses to enable a bound device (EBUSY).
-        for m in ["rust_edu", "cedu"] {
-            kmod::ensure_unloaded(m);
-        }
-        let bdfs = edu::bdfs();
-        for b in &bdfs {
-            std::fs::write(format!("/sys/bus/pci/devices/{b}/enable"), "1")
-                .unwrap_or_else(|e| panic!("enable {b}: {e}"));
-        }
-        EduEnabled(bdfs)
-    }
-}
-
-impl Drop for EduEnabled {
-    fn drop(&mut self) {
-        for b in &self.0 {
-            let _ = std::fs::write(format!("/sys/bus/pci/devices/{b}/enable"), "0");
+        for b in &self.bdfs {
+            let path = format!("/sys/bus/pci/devices/{b}/{}", self.attr);
+            let _ = std::fs::write(path, self.restore);
         }
     }
 }
@@ -334,7 +327,7 @@ fn edu_probe(module: &'static str, node: &str) {
         std::fs::write(format!("/sys/bus/pci/devices/{b}/driver_override"), "\n").unwrap();
     }
     // Dropped after the module is unloaded (declared first).
-    let _enabled = EduEnabled::new();
+    let _enabled = EduAttr::enabled();
     // INTx: see the module documentation.
     let _m = kmod::Loaded::new(module, "msi=0").expect("load");
     let bound = footprint(module, node, &bdf);

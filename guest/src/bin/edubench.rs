@@ -17,7 +17,7 @@
 //! look fast. `edubench ROUNDS [SCALE]`: every case does 1/SCALE of its default count.
 //! Prints one JSON object on stdout, a line starting with `BENCH-JSON `.
 
-use std::ffi::CString;
+use guest::kmod;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
@@ -25,26 +25,10 @@ use std::time::{Duration, Instant};
 /// (JSON key and module, device node).
 const DRIVERS: [(&str, &str); 2] = [("rust_edu", "/dev/edu0"), ("cedu", "/dev/cedu0")];
 
-fn unload(module: &str) {
-    let name = CString::new(module).unwrap();
-    // SAFETY: valid string; failure (not loaded) is fine.
-    unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
-}
-
-fn load(module: &str) {
-    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let path = format!("/lib/modules/{}/extra/{module}.ko", rel.trim());
-    let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let empty = CString::new("").unwrap();
-    // SAFETY: valid fd and string.
-    let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), empty.as_ptr(), 0) };
-    assert_eq!(r, 0, "insmod {module}: {}", std::io::Error::last_os_error());
-}
-
 /// Binds device 0 to `rust_edu` and device 1 to `cedu` (`driver_override`); returns the BDFs.
 fn bind_one_each() -> Vec<String> {
     for (m, _) in DRIVERS {
-        unload(m);
+        let _ = kmod::unload(m); // not loaded: fine
     }
     let bdfs = guest::edu::bdfs();
     assert_eq!(
@@ -57,7 +41,7 @@ fn bind_one_each() -> Vec<String> {
         std::fs::write(format!("/sys/bus/pci/devices/{bdf}/driver_override"), m).unwrap();
     }
     for (m, node) in DRIVERS {
-        load(m);
+        kmod::load(m, "").unwrap_or_else(|e| panic!("insmod {m}: {e:?}"));
         let start = Instant::now();
         while !std::path::Path::new(node).exists() {
             assert!(
@@ -185,7 +169,7 @@ fn main() {
     }
     out.push_str(&format!("}},\"rounds\":{rounds},\"scale\":{scale}}}"));
     for (m, _) in DRIVERS {
-        unload(m);
+        let _ = kmod::unload(m); // not loaded: fine
     }
     println!("BENCH-JSON {out}");
 }

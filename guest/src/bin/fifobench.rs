@@ -113,12 +113,14 @@ fn set_policy(policy: i32, prio: i32) {
     );
 }
 
+/// The kernel's RT throttling: real-time tasks get this much of each second.
+const RT_RUNTIME: &str = "/proc/sys/kernel/sched_rt_runtime_us";
+
 /// Real-time tasks may use the whole CPU (no 50 ms pause per second, which would land in a
 /// `batched` case's time). Returns the old setting.
 fn rt_unthrottled() -> Option<String> {
-    const P: &str = "/proc/sys/kernel/sched_rt_runtime_us";
-    let old = std::fs::read_to_string(P).ok()?;
-    std::fs::write(P, "-1").ok()?;
+    let old = std::fs::read_to_string(RT_RUNTIME).ok()?;
+    std::fs::write(RT_RUNTIME, "-1").ok()?;
     Some(old)
 }
 
@@ -266,7 +268,11 @@ fn main() {
         None if online_cpus() >= 2 => vec![Placement::Split, Placement::Shared],
         None => vec![Placement::Shared],
     };
-    let rt_old = rt_unthrottled();
+    let rt_old = placements
+        .iter()
+        .any(|p| matches!(p, Placement::Batched))
+        .then(rt_unthrottled)
+        .flatten();
     for p in ["/tmp/bench.fifo", "/tmp/bench2.fifo"] {
         let _ = std::fs::remove_file(p);
         let c = std::ffi::CString::new(p).unwrap();
@@ -340,7 +346,7 @@ fn main() {
     }
     unpin();
     if let Some(old) = rt_old {
-        let _ = std::fs::write("/proc/sys/kernel/sched_rt_runtime_us", old.trim());
+        let _ = std::fs::write(RT_RUNTIME, old.trim());
     }
     for (i, (key, _, _)) in cycles.iter().enumerate() {
         let sep = if i > 0 { "," } else { "" };
