@@ -90,7 +90,7 @@ fn insmod_of_every_module_fails_cleanly_at_every_allocation() {
         let empty = c"";
         // A driver's first registration adds /sys/module/M/drivers; when that allocation
         // fails, 7.3's module_add_driver() (drivers/base/module.c) returns EINVAL.
-        let allowed: &[i32] = if m == "rust_edu" || m == "cedu" {
+        let allowed: &[i32] = if edu::is_driver(&m) {
             &[libc::ENOMEM, libc::EINVAL]
         } else {
             &[libc::ENOMEM]
@@ -222,7 +222,7 @@ struct EduAttr {
 
 impl EduAttr {
     fn set(attr: &'static str, value: &str, restore: &'static str) -> EduAttr {
-        for m in ["rust_edu", "cedu"] {
+        for m in edu::DRIVERS {
             kmod::ensure_unloaded(m);
         }
         let bdfs = edu::bdfs();
@@ -316,7 +316,7 @@ fn footprint(module: &str, node: &str, bdf: &str) -> Footprint {
 /// a clean bind works.
 fn edu_probe(module: &'static str, node: &str) {
     configure();
-    for m in ["rust_edu", "cedu"] {
+    for m in edu::DRIVERS {
         kmod::ensure_unloaded(m);
     }
     let bdfs = edu::bdfs();
