@@ -108,6 +108,12 @@ impl Kcov {
         }
     }
 
+    /// How many PCs were recorded since the last reset (the buffer keeps the first ones).
+    pub fn count(&self) -> usize {
+        // SAFETY: area[0] is mapped and written by the kernel only as a whole word.
+        (unsafe { std::ptr::read_volatile(self.area) } as usize).min(self.words - 1)
+    }
+
     /// Stop collecting.
     pub fn disable(&self) {
         // SAFETY: our own kcov fd; KCOV_DISABLE takes no argument.
@@ -128,8 +134,21 @@ pub fn available() -> bool {
     std::path::Path::new(KCOV_PATH).exists()
 }
 
-/// Start addresses of the loaded modules' sections: `(address, module, section)`, sorted.
+/// Start addresses of the loaded modules' text sections: `(address, module, section)`,
+/// sorted. Without the `.init.*` sections: once a module's `init` has returned its init
+/// memory is freed (sysfs still lists the old address) and the next module loaded may sit
+/// there, so a PC there is not that module's init code. See [`module_sections_after_load`].
 pub fn module_sections() -> Vec<(u64, String, String)> {
+    sections(None)
+}
+
+/// [`module_sections`] with the `.init.*` sections of `module`, just loaded by this thread:
+/// what its `init` ran is at those addresses in this thread's trace.
+pub fn module_sections_after_load(module: &str) -> Vec<(u64, String, String)> {
+    sections(Some(module))
+}
+
+fn sections(init_of: Option<&str>) -> Vec<(u64, String, String)> {
     let mut v = Vec::new();
     let Ok(mods) = std::fs::read_dir("/sys/module") else {
         return v;
@@ -141,7 +160,9 @@ pub fn module_sections() -> Vec<(u64, String, String)> {
         let module = m.file_name().to_string_lossy().into_owned();
         for s in secs.flatten() {
             let section = s.file_name().to_string_lossy().into_owned();
-            if !section.contains("text") {
+            if !section.contains("text")
+                || (section.starts_with(".init") && init_of != Some(module.as_str()))
+            {
                 continue;
             }
             let addr = std::fs::read_to_string(s.path())
@@ -214,6 +235,15 @@ pub fn around_unload<T>(unload: impl FnOnce() -> T) -> T {
     let r = unload();
     flush_with(&before);
     r
+}
+
+/// After this thread loaded `module` (`finit_module`, even a failed one): write what it
+/// covered so far, its init code against the init sections it ran from. Nothing when
+/// collection is off.
+pub fn after_load(module: &str) {
+    if out_dir().is_some() && THREAD.with(|t| t.borrow().is_some()) {
+        flush_with(&module_sections_after_load(module));
+    }
 }
 
 /// Write the calling thread's coverage so far to `$RKM_KCOV_DIR/<pid>.<tid>` and start

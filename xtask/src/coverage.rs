@@ -17,6 +17,10 @@
 //! 3. Output: `target/coverage/lcov.info`, `target/coverage/html/index.html` (Debian's
 //!    `genhtml`) and a table per module: lines hit / lines, functions hit / functions.
 //!
+//! The test binaries run one test at a time (`RUST_TEST_THREADS=1`): the PCs of a test's
+//! thread are resolved against the module layout when the thread ends, and a test beside it
+//! that reloads a module would move that module first.
+//!
 //! Not covered, by KCOV's design: code that runs outside the test's own task (kernel
 //! threads, workqueue items, timers and hrtimers, softirqs, interrupt handlers, RCU
 //! callbacks), and what the job's shell runs (`modprobe` in the KUnit pass). A thread that
@@ -95,6 +99,10 @@ pub fn collect(
         .shell(&format!("mkdir -p {GUEST_DIR}"))
         .export(DIR_ENV, GUEST_DIR);
     if tests {
+        // One test at a time: a thread's PCs are resolved against the module layout when
+        // it ends, so a test running beside it must not unload or reload a module first
+        // (fifo_hardening, faults and the edu tests do).
+        job.export("RUST_TEST_THREADS", "1");
         for (name, _) in &art.tests {
             job.run_test_binary(name, filter.filter(|f| !name.contains(f)));
         }
@@ -118,7 +126,9 @@ pub fn collect(
             argv.push("--guided");
         }
         argv.push(Job::NEW_DEVICES);
+        // Both edu drivers get a device (else the first loaded binds both), as in `fuzz`.
         job.remember_devices()
+            .edu_one_device_each(false)
             .load_modules(&initramfs::module_names(&art))
             .new_devices()
             .run_marked("kfuzz", &argv);

@@ -12,11 +12,12 @@
 //!
 //! `--guided [--corpus DIR]` (needs KCOV: the debug kernel) is coverage-guided instead: a
 //! worker runs *programs*, short op sequences ([`Program`], one op per text line), with
-//! KCOV enabled on itself; a program that reaches a PC of module code the worker had not
-//! seen is kept in its corpus and saved to DIR (`<hash>.prog`, shared by the workers and, by
+//! KCOV enabled on itself; a program that takes a step between two PCs of module code the
+//! worker had not seen ([`edge`]) is kept in its corpus and saved to DIR (`<hash>.prog`, shared by the workers and, by
 //! `cargo xtask fuzz --coverage-guided`, with the host, so a later run continues it). Each
 //! next program is, one time in ten, a fresh random one, else a mutation of a corpus
-//! program (insert, delete, change, duplicate an op; splice two programs). Besides syscalls a
+//! program (insert, delete, replace, duplicate an op; change one argument of an op; splice two
+//! programs). Besides syscalls a
 //! program has `patience MS` (later blocking calls may wait that long before SIGALRM) and
 //! `fork` (the rest of the program runs in this task and, at the same time, in a child that
 //! shares its files), so it reaches what random kfuzz reaches with long-lived fds and
@@ -121,8 +122,24 @@ fn open_flags(rng: &mut Rng) -> i32 {
         }
 }
 
-/// A random ioctl number, mostly plausible: the devices' magics, directions and sizes.
+/// The ioctl numbers our devices define (their uapi crates), as syzkaller's descriptions
+/// would give them.
+const KNOWN_IOCTLS: [u32; 7] = [
+    rfifo_uapi::GET_CAPACITY,
+    rfifo_uapi::SET_CAPACITY,
+    rfifo_uapi::CLEAR,
+    rfifo_uapi::GET_STATS,
+    edu_uapi::FACTORIAL,
+    edu_uapi::LIVENESS,
+    edu_uapi::GET_STATS,
+];
+
+/// A random ioctl number: one time in three a defined one ([`KNOWN_IOCTLS`]), else a
+/// plausible one (the devices' magics, directions and sizes).
 fn ioctl_cmd(rng: &mut Rng) -> u64 {
+    if rng.below(3) == 0 {
+        return *rng.pick(&KNOWN_IOCTLS) as u64;
+    }
     let any = rng.below(256);
     let magic = *rng.pick(&[0xB9u64, 0xB9, 0xBB, b'r' as u64, any]);
     let dir = rng.below(4);
@@ -130,6 +147,38 @@ fn ioctl_cmd(rng: &mut Rng) -> u64 {
     let sz = *rng.pick(&[0u64, 4, 8, 16, 32, 40, 64, anysz]);
     let nr = rng.below(16);
     (dir << 30) | (sz << 16) | (magic << 8) | nr
+}
+
+/// The value an ioctl finds behind its buffer pointer (both modes write it into the buffer
+/// first): mostly the sizes and limits that drivers compare against (a FIFO capacity of 1,
+/// a page, the 16 MiB maximum and one past it), else any number below 2^20 or 2^32.
+fn ioctl_value(rng: &mut Rng) -> u64 {
+    match rng.below(4) {
+        0 => rng.below(1 << 20),
+        1 => rng.below(1 << 32),
+        _ => *rng.pick(&[
+            0,
+            1,
+            2,
+            16,
+            4095,
+            4096,
+            4097,
+            65536,
+            1 << 20,
+            16 << 20,
+            (16 << 20) + 1,
+            u32::MAX as u64,
+        ]),
+    }
+}
+
+/// The buffer as an ioctl argument: `value` in its first 8 bytes, zeros up to 64 (the rest
+/// of an ioctl struct: reserved fields and flags that must be 0).
+fn ioctl_buf(buf: &mut [u8], value: u64) -> usize {
+    buf[..8].copy_from_slice(&value.to_ne_bytes());
+    buf[8..64].fill(0);
+    buf.as_mut_ptr() as usize
 }
 
 /// Coverage of a worker process when `RKM_KCOV_DIR` is set (random mode): its KCOV buffer
@@ -225,7 +274,7 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
                     let cmd = ioctl_cmd(&mut rng);
                     let arg = match rng.below(4) {
                         0 => 0usize,
-                        1 => buf.as_mut_ptr() as usize,
+                        1 => ioctl_buf(&mut buf, ioctl_value(&mut rng)),
                         2 => 0xffff_8880_0000_0000usize,
                         _ => rng.below(1 << 20) as usize,
                     };
@@ -353,6 +402,9 @@ enum Op {
         ptr: Ptr,
         fill: u8,
     },
+    /// `arg` is the argument itself with `ptr` [`Ptr::Low`], the value written to the first
+    /// 8 bytes of the buffer with [`Ptr::Buf`] (what a `_IOW` ioctl reads; zeros follow up
+    /// to 64 bytes), else unused.
     Ioctl {
         slot: usize,
         cmd: u64,
@@ -405,7 +457,7 @@ impl Op {
                 let cmd = ioctl_cmd(rng);
                 let (arg, ptr) = match rng.below(4) {
                     0 => (0, Ptr::Null),
-                    1 => (0, Ptr::Buf),
+                    1 => (ioctl_value(rng), Ptr::Buf),
                     2 => (0, Ptr::Kernel),
                     _ => (rng.below(1 << 20), Ptr::Low),
                 };
@@ -418,11 +470,67 @@ impl Op {
             }
             90..=94 => Op::Dup { slot },
             95..=96 => Op::Close { slot },
-            97..=98 => Op::Fork,
+            97 => Op::Fork,
             _ => Op::Patience {
                 ms: *rng.pick(&[ALARM_MS, 500, 5000]),
             },
         }
+    }
+
+    /// The same op with one argument changed (the fd slot, a size, a pointer, one field of
+    /// an ioctl number, the value behind it...); ops without arguments become a new op.
+    fn tweak(&self, rng: &mut Rng, devices: &[String]) -> Op {
+        let mut op = self.clone();
+        let slot = rng.below(4) as usize;
+        let near = |rng: &mut Rng, n: usize| match rng.below(4) {
+            0 => n.saturating_sub(1),
+            1 => n + 1,
+            2 => n / 2,
+            _ => size(rng),
+        };
+        match &mut op {
+            Op::Open { path, flags } => match rng.below(2) {
+                0 => *path = rng.pick(devices).clone(),
+                _ => *flags = open_flags(rng),
+            },
+            Op::Read { slot: s, size, ptr } => match rng.below(3) {
+                0 => *s = slot,
+                1 => *size = near(rng, *size),
+                _ => *ptr = Ptr::random(rng),
+            },
+            Op::Write {
+                slot: s,
+                size,
+                ptr,
+                fill,
+            } => match rng.below(4) {
+                0 => *s = slot,
+                1 => *size = near(rng, *size),
+                2 => *ptr = Ptr::random(rng),
+                _ => *fill = rng.below(256) as u8,
+            },
+            Op::Ioctl {
+                slot: s,
+                cmd,
+                arg,
+                ptr,
+            } => match rng.below(6) {
+                0 => *s = slot,
+                // nr, direction, size: one field of the number at a time.
+                1 => *cmd = (*cmd & !0xff) | rng.below(16),
+                2 => *cmd = (*cmd & !(3 << 30)) | (rng.below(4) << 30),
+                3 => *cmd = (*cmd & !(0x3fff << 16)) | (ioctl_cmd(rng) & (0x3fff << 16)),
+                4 => *arg = ioctl_value(rng),
+                _ => {
+                    *ptr = Ptr::random(rng);
+                    *arg = ioctl_value(rng);
+                }
+            },
+            Op::Dup { slot: s } | Op::Close { slot: s } => *s = slot,
+            Op::Patience { ms } => *ms = *rng.pick(&[ALARM_MS, 500, 5000]),
+            Op::Fork => return Op::random(rng, devices),
+        }
+        op
     }
 
     fn text(&self) -> String {
@@ -543,8 +651,9 @@ impl Program {
         let mut ops = self.0.clone();
         for _ in 0..1 + rng.below(3) {
             let i = rng.below(ops.len() as u64) as usize;
-            match rng.below(5) {
+            match rng.below(7) {
                 0 if ops.len() < MAX_OPS => ops.insert(i, Op::random(rng, devices)),
+                5 | 6 => ops[i] = ops[i].tweak(rng, devices),
                 1 if ops.len() > 1 => {
                     ops.remove(i);
                 }
@@ -565,8 +674,10 @@ impl Program {
         Program(ops)
     }
 
-    /// Run it; every fd it opened is closed at the end.
-    fn run(&self, buf: &mut [u8]) {
+    /// Run it; every fd it opened is closed at the end. With `trace`, returns how many PCs
+    /// it held after each op (where each op's part of the trace ends).
+    fn run(&self, buf: &mut [u8], trace: Option<&Kcov>) -> Vec<usize> {
+        let mut ends = Vec::new();
         let mut fds: Vec<i32> = Vec::new();
         // Children forked by `fork` ops (at most a few), or `None` in such a child.
         let mut children: Option<Vec<libc::pid_t>> = Some(Vec::new());
@@ -612,6 +723,7 @@ impl Program {
                         if let Some(fd) = fd(*slot) {
                             let a = match ptr {
                                 Ptr::Low => *arg as usize,
+                                Ptr::Buf => ioctl_buf(buf, *arg),
                                 p => p.get(buf) as usize,
                             };
                             libc::ioctl(fd, *cmd as _, a);
@@ -649,6 +761,9 @@ impl Program {
                     }
                 }
             }
+            if let Some(k) = trace {
+                ends.push(k.count());
+            }
         }
         for f in fds {
             // SAFETY: closing our own fd.
@@ -671,6 +786,7 @@ impl Program {
         if patience != ALARM_MS {
             set_alarm(ALARM_MS);
         }
+        ends
     }
 }
 
@@ -703,6 +819,14 @@ fn save(dir: &str, name: &str, p: &Program) {
     }
 }
 
+/// The signal of a step from PC `prev` to PC `pc` in the KCOV trace of one op (`prev` 0: its
+/// first PC),
+/// as syzkaller's: a program that takes a known branch to a known block in a new order counts
+/// as new, a finer guide than the PCs alone.
+fn edge(prev: u64, pc: u64) -> u64 {
+    pc ^ prev.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+}
+
 /// One coverage-guided worker (a process of its own, single-threaded: KCOV is per task).
 /// Returns the ops run.
 fn guided_worker(
@@ -722,6 +846,7 @@ fn guided_worker(
     let mut rng = Rng::new(seed, id);
     let mut buf = vec![0u8; 1 << 20];
     let mut seen: HashSet<u64> = HashSet::new();
+    let mut signal: HashSet<u64> = HashSet::new();
     let mut known: HashSet<String> = HashSet::new();
     let mut corpus: Vec<Program> = Vec::new();
     let mut log = guest::Kmsg::new();
@@ -749,13 +874,22 @@ fn guided_worker(
             }
         };
         kcov.reset();
-        prog.run(&mut buf);
+        let ends = prog.run(&mut buf, Some(&kcov));
         let pcs = kcov.pcs();
         execs += 1;
         ops += prog.0.len() as u64;
         let mut new = 0;
-        for pc in pcs {
-            new += usize::from(seen.insert(pc));
+        let mut start = 0;
+        // Each op's trace on its own: a step from one syscall into the next is no edge.
+        for end in ends.into_iter().chain([pcs.len()]) {
+            let end = end.clamp(start, pcs.len());
+            let mut prev = 0;
+            for &pc in &pcs[start..end] {
+                seen.insert(pc);
+                new += usize::from(signal.insert(edge(prev, pc)));
+                prev = pc;
+            }
+            start = end;
         }
         if new > 0 || from_corpus {
             if new > 0 && !from_corpus {
@@ -787,9 +921,10 @@ fn guided_worker(
     }
     println!(
         "kfuzz: worker {id}: {execs} programs, {kept} kept (corpus {} with {loaded} loaded), \
-         {} distinct PCs",
+         {} distinct PCs, {} edges",
         corpus.len(),
-        seen.len()
+        seen.len(),
+        signal.len()
     );
     write_coverage(&seen);
     ops
@@ -826,7 +961,7 @@ fn main() {
         let prog = Program::parse(&text).expect("a kfuzz program");
         println!("kfuzz: replaying {file}:\n{}", prog.text());
         install_timer();
-        prog.run(&mut vec![0u8; 1 << 20]);
+        prog.run(&mut vec![0u8; 1 << 20], None);
         println!("kfuzz: done");
         return;
     }
