@@ -18,7 +18,7 @@
 //! next program is, one time in ten, a fresh random one, else a mutation of a corpus
 //! program (insert, delete, replace, duplicate an op; change one argument of an op; splice two
 //! programs). Besides syscalls a
-//! program has `patience MS` (later blocking calls may wait that long before SIGALRM) and
+//! program has `patience MS` (the next op may block that long before SIGALRM) and
 //! `fork` (the rest of the program runs in this task and, at the same time, in a child that
 //! shares its files), so it reaches what random kfuzz reaches with long-lived fds and
 //! forked children: completed long waits and one task woken by another. After each
@@ -417,17 +417,19 @@ enum Op {
     Close {
         slot: usize,
     },
-    /// Blocking calls after this one may wait `ms` before SIGALRM interrupts them (until the
-    /// program ends; then [`ALARM_MS`] again). Reaches what only a long wait completes, e.g.
+    /// The next op (past any `fork`) may block `ms` before SIGALRM interrupts it, the ops
+    /// after it [`ALARM_MS`] again (a wait that long for every later call would cost the
+    /// fuzzer most of its time). Reaches what only a long wait completes, e.g.
     /// `locking`'s experiment and its report (random kfuzz gets there through forked
     /// children, which have no timer).
     Patience {
         ms: u32,
     },
     /// The rest of the program runs twice at the same time: in this task and in a forked
-    /// child that shares its open files (the child has no KCOV of its own; what it does shows
-    /// in this task's coverage as the other side: a blocked read woken by its write, a full
-    /// FIFO drained by its read). Random kfuzz gets the same from its forked children.
+    /// child that shares its open files (what the child does guides only through this task's
+    /// coverage, as the other side: a blocked read woken by its write, a full FIFO drained by
+    /// its read; in coverage runs its own PCs are counted too, as random kfuzz's children's
+    /// are). Random kfuzz gets the same from its forked children.
     Fork,
 }
 
@@ -682,6 +684,8 @@ impl Program {
         // Children forked by `fork` ops (at most a few), or `None` in such a child.
         let mut children: Option<Vec<libc::pid_t>> = Some(Vec::new());
         let mut patience = ALARM_MS;
+        // In a forked child of a coverage run: its own KCOV, for the measurement only.
+        let mut child_kcov: Option<Kcov> = None;
         for op in &self.0 {
             let fd = |slot: usize| (!fds.is_empty()).then(|| fds[slot % fds.len()]);
             // SAFETY (every libc call): the kernel validates fds and user pointers; bad ones
@@ -754,12 +758,21 @@ impl Program {
                                 // Timers are not inherited: blocking calls must still end.
                                 set_alarm(patience);
                                 children = None;
+                                child_kcov = kcov::out_dir().and_then(|_| {
+                                    Kcov::open(1 << 16)
+                                        .and_then(|k| k.enable().map(|()| k))
+                                        .ok()
+                                });
                             } else if pid > 0 {
                                 kids.push(pid);
                             }
                         }
                     }
                 }
+            }
+            if !matches!(op, Op::Patience { .. } | Op::Fork) && patience != ALARM_MS {
+                patience = ALARM_MS;
+                set_alarm(ALARM_MS);
             }
             if let Some(k) = trace {
                 ends.push(k.count());
@@ -770,8 +783,13 @@ impl Program {
             unsafe { libc::close(f) };
         }
         match children {
-            // SAFETY: leaving the forked child without the parent's exit handlers.
-            None => unsafe { libc::_exit(0) },
+            None => {
+                if let Some(k) = child_kcov {
+                    write_coverage(&k.pcs().into_iter().collect());
+                }
+                // SAFETY: leaving the forked child without the parent's exit handlers.
+                unsafe { libc::_exit(0) }
+            }
             Some(kids) => {
                 for pid in kids {
                     let mut st = 0;
