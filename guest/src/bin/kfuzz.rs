@@ -18,7 +18,7 @@
 //! next program is, one time in ten, a fresh random one, else a mutation of a corpus
 //! program (insert, delete, replace, duplicate an op; change one argument of an op; splice two
 //! programs). Besides syscalls a
-//! program has `patience MS` (the next op may block that long before SIGALRM) and
+//! program has `patience MS` (later blocking calls may wait that long before SIGALRM) and
 //! `fork` (the rest of the program runs in this task and, at the same time, in a child that
 //! shares its files), so it reaches what random kfuzz reaches with long-lived fds and
 //! forked children: completed long waits and one task woken by another. After each
@@ -417,9 +417,8 @@ enum Op {
     Close {
         slot: usize,
     },
-    /// The next op (past any `fork`) may block `ms` before SIGALRM interrupts it, the ops
-    /// after it [`ALARM_MS`] again (a wait that long for every later call would cost the
-    /// fuzzer most of its time). Reaches what only a long wait completes, e.g.
+    /// Blocking calls after this one may wait `ms` before SIGALRM interrupts them (until the
+    /// program ends; then [`ALARM_MS`] again). Reaches what only a long wait completes, e.g.
     /// `locking`'s experiment and its report (random kfuzz gets there through forked
     /// children, which have no timer).
     Patience {
@@ -769,10 +768,6 @@ impl Program {
                         }
                     }
                 }
-            }
-            if !matches!(op, Op::Patience { .. } | Op::Fork) && patience != ALARM_MS {
-                patience = ALARM_MS;
-                set_alarm(ALARM_MS);
             }
             if let Some(k) = trace {
                 ends.push(k.count());
