@@ -82,6 +82,13 @@ impl Kcov {
         })
     }
 
+    /// [`Kcov::open`] and [`Kcov::enable`]: collecting this task's PCs from now on.
+    pub fn open_enabled(words: usize) -> io::Result<Kcov> {
+        let k = Kcov::open(words)?;
+        k.enable()?;
+        Ok(k)
+    }
+
     /// Start collecting this task's PCs (and forget any collected before).
     pub fn enable(&self) -> io::Result<()> {
         // SAFETY: our own kcov fd; KCOV_ENABLE takes the mode by value.
@@ -99,9 +106,9 @@ impl Kcov {
 
     /// The PCs collected since the last reset, in order (with repeats).
     pub fn pcs(&self) -> Vec<u64> {
+        let n = self.count();
         // SAFETY: area[0..words] is mapped; the count is bounded by the buffer size.
         unsafe {
-            let n = (std::ptr::read_volatile(self.area) as usize).min(self.words - 1);
             (1..=n)
                 .map(|i| std::ptr::read_volatile(self.area.add(i)))
                 .collect()
@@ -137,17 +144,12 @@ pub fn available() -> bool {
 /// Start addresses of the loaded modules' text sections: `(address, module, section)`,
 /// sorted. Without the `.init.*` sections: once a module's `init` has returned its init
 /// memory is freed (sysfs still lists the old address) and the next module loaded may sit
-/// there, so a PC there is not that module's init code. See [`module_sections_after_load`].
+/// there, so a PC there is not that module's init code. See [`after_load`].
 pub fn module_sections() -> Vec<(u64, String, String)> {
     sections(None)
 }
 
-/// [`module_sections`] with the `.init.*` sections of `module`, just loaded by this thread:
-/// what its `init` ran is at those addresses in this thread's trace.
-pub fn module_sections_after_load(module: &str) -> Vec<(u64, String, String)> {
-    sections(Some(module))
-}
-
+/// The sections, with the `.init.*` ones of module `init_of` only.
 fn sections(init_of: Option<&str>) -> Vec<(u64, String, String)> {
     let mut v = Vec::new();
     let Ok(mods) = std::fs::read_dir("/sys/module") else {
@@ -216,7 +218,7 @@ fn start_thread() {
         if t.borrow().is_some() {
             return;
         }
-        match Kcov::open(THREAD_WORDS).and_then(|k| k.enable().map(|()| k)) {
+        match Kcov::open_enabled(THREAD_WORDS) {
             Ok(k) => *t.borrow_mut() = Some(k),
             Err(e) => eprintln!("kcov: cannot enable coverage in this thread: {e}"),
         }
@@ -237,12 +239,12 @@ pub fn around_unload<T>(unload: impl FnOnce() -> T) -> T {
     r
 }
 
-/// After this thread loaded `module` (`finit_module`, even a failed one): write what it
-/// covered so far, its init code against the init sections it ran from. Nothing when
-/// collection is off.
+/// After this thread loaded `module` (`kmod::load`, even a failed one): write what it
+/// covered so far, its init code against the init sections it ran from (still listed by
+/// sysfs, and right for this thread's trace). Nothing when collection is off.
 pub fn after_load(module: &str) {
     if out_dir().is_some() && THREAD.with(|t| t.borrow().is_some()) {
-        flush_with(&module_sections_after_load(module));
+        flush_with(&sections(Some(module)));
     }
 }
 

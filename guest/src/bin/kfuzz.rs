@@ -13,13 +13,12 @@
 //! `--guided [--corpus DIR]` (needs KCOV: the debug kernel) is coverage-guided instead: a
 //! worker runs *programs*, short op sequences ([`Program`], one op per text line), with
 //! KCOV enabled on itself; a program that takes a step between two PCs of module code the
-//! worker had not seen ([`edge`]) is kept in its corpus and saved to DIR (`<hash>.prog`, shared by the workers and, by
-//! `cargo xtask fuzz --coverage-guided`, with the host, so a later run continues it). Each
-//! next program is, one time in ten, a fresh random one, else a mutation of a corpus
-//! program (insert, delete, replace, duplicate an op; change one argument of an op; splice two
-//! programs). Besides syscalls a
-//! program has `patience MS` (later blocking calls may wait that long before SIGALRM) and
-//! `fork` (the rest of the program runs in this task and, at the same time, in a child that
+//! worker had not seen ([`edge`]) is kept in its corpus and saved to DIR (`<hash>.prog`,
+//! shared by the workers and, by `cargo xtask fuzz --coverage-guided`, with the host, so a
+//! later run continues it). Each next program is, one time in ten, a fresh random one, else
+//! a mutation of a corpus program (insert, delete, replace, duplicate an op; change one
+//! argument of an op; splice two programs). Besides syscalls a program has `patience MS`
+//! (later blocking calls may wait that long before SIGALRM) and `fork` (the rest of the program runs in this task and, at the same time, in a child that
 //! shares its files), so it reaches what random kfuzz reaches with long-lived fds and
 //! forked children: completed long waits and one task woken by another. After each
 //! program the worker reads new kernel log records; a report (`BUG:`, `WARNING:`, KASAN,
@@ -75,6 +74,9 @@ fn install_timer() {
 
 /// How long a blocking call may wait before SIGALRM interrupts it, normally.
 const ALARM_MS: u32 = 20;
+
+/// What a `patience` op may allow, in milliseconds.
+const PATIENCE_MS: [u32; 3] = [ALARM_MS, 500, 5000];
 
 /// SIGALRM every `ms` milliseconds from now on.
 fn set_alarm(ms: u32) {
@@ -191,8 +193,7 @@ struct Coverage {
 impl Coverage {
     fn start() -> Option<Coverage> {
         kcov::out_dir()?;
-        let kcov = Kcov::open(kcov::THREAD_WORDS)
-            .and_then(|k| k.enable().map(|()| k))
+        let kcov = Kcov::open_enabled(kcov::THREAD_WORDS)
             .map_err(|e| eprintln!("kfuzz: no KCOV: {e}"))
             .ok()?;
         Some(Coverage {
@@ -473,7 +474,7 @@ impl Op {
             95..=96 => Op::Close { slot },
             97 => Op::Fork,
             _ => Op::Patience {
-                ms: *rng.pick(&[ALARM_MS, 500, 5000]),
+                ms: *rng.pick(&PATIENCE_MS),
             },
         }
     }
@@ -528,7 +529,7 @@ impl Op {
                 }
             },
             Op::Dup { slot: s } | Op::Close { slot: s } => *s = slot,
-            Op::Patience { ms } => *ms = *rng.pick(&[ALARM_MS, 500, 5000]),
+            Op::Patience { ms } => *ms = *rng.pick(&PATIENCE_MS),
             Op::Fork => return Op::random(rng, devices),
         }
         op
@@ -757,11 +758,8 @@ impl Program {
                                 // Timers are not inherited: blocking calls must still end.
                                 set_alarm(patience);
                                 children = None;
-                                child_kcov = kcov::out_dir().and_then(|_| {
-                                    Kcov::open(1 << 16)
-                                        .and_then(|k| k.enable().map(|()| k))
-                                        .ok()
-                                });
+                                child_kcov =
+                                    kcov::out_dir().and_then(|_| Kcov::open_enabled(1 << 16).ok());
                             } else if pid > 0 {
                                 kids.push(pid);
                             }
@@ -833,9 +831,8 @@ fn save(dir: &str, name: &str, p: &Program) {
 }
 
 /// The signal of a step from PC `prev` to PC `pc` in the KCOV trace of one op (`prev` 0: its
-/// first PC),
-/// as syzkaller's: a program that takes a known branch to a known block in a new order counts
-/// as new, a finer guide than the PCs alone.
+/// first PC), as syzkaller's: a program that takes a known branch to a known block in a new
+/// order counts as new, a finer guide than the PCs alone.
 fn edge(prev: u64, pc: u64) -> u64 {
     pc ^ prev.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
 }
@@ -849,7 +846,7 @@ fn guided_worker(
     corpus_dir: &str,
     deadline: Instant,
 ) -> u64 {
-    let kcov = match Kcov::open(kcov::THREAD_WORDS).and_then(|k| k.enable().map(|()| k)) {
+    let kcov = match Kcov::open_enabled(kcov::THREAD_WORDS) {
         Ok(k) => k,
         Err(e) => {
             println!("kfuzz: worker {id}: --guided needs KCOV (the debug kernel): {e}");
