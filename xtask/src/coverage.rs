@@ -33,7 +33,7 @@ use crate::kernel::{self, Profile};
 use crate::protocol::Job;
 use crate::toolchain::llvm_tool;
 use crate::vm::{self, JobBoot, Machine};
-use crate::{flags, initramfs, logscan, setup, util};
+use crate::{coverage_gaps, flags, initramfs, logscan, setup, util};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -59,10 +59,13 @@ impl flags::Coverage {
             workers: self.workers,
             guided: !self.random,
         });
+        if !self.merge.is_empty() {
+            return merge(&self.merge);
+        }
         collect(
             self.vcpus.machine(),
             !self.no_tests,
-            self.filter.as_deref(),
+            &self.filter,
             fuzz,
             self.timeout,
         )
@@ -78,13 +81,14 @@ pub struct FuzzRun {
     pub guided: bool,
 }
 
-/// Boot the debug kernel, run the tests (`tests`, `filter`) and/or `fuzz` with KCOV, and
+/// Boot the debug kernel, run the tests (`tests`; with `filters`, a test binary whose name
+/// contains one runs whole, else its tests whose names contain one) and/or `fuzz` with KCOV, and
 /// write and print the coverage. False when the kernel log has a report or a test binary
 /// failed.
 pub fn collect(
     machine: Machine,
     tests: bool,
-    filter: Option<&str>,
+    filters: &[String],
     fuzz: Option<FuzzRun>,
     timeout: u64,
 ) -> Result<bool> {
@@ -104,7 +108,13 @@ pub fn collect(
         // (fifo_hardening, faults and the edu tests do).
         job.export("RUST_TEST_THREADS", "1");
         for (name, _) in &art.tests {
-            job.run_test_binary(name, filter.filter(|f| !name.contains(f)));
+            let whole = filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+            let args: Vec<&str> = if whole {
+                Vec::new()
+            } else {
+                filters.iter().map(String::as_str).collect()
+            };
+            job.run_test_binary(name, &args);
         }
     }
     if let Some(f) = fuzz {
@@ -177,28 +187,58 @@ pub fn collect(
         .results
         .file(SENT)
         .context("the guest did not send its coverage back")?;
-    let hits = parse_hits(&sent);
-    let modules = measure(&syms, &art, &hits)?;
+    let dir = util::target_dir().join("coverage");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("pcs.txt"), &sent)?;
+    write_reports(&syms, &art, &sent)?;
+    Ok(ok)
+}
+
+/// The coverage of saved runs (`pcs.txt` of earlier `coverage` runs, same modules) taken
+/// together, without booting: a line is covered when any run reached it.
+pub fn merge(files: &[PathBuf]) -> Result<bool> {
+    let k = kernel::ensure(Profile::Debug, false)?;
+    let art = build::build_all(&k)?;
+    let mut sent = String::new();
+    for f in files {
+        sent += &std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?;
+    }
+    eprintln!("coverage: merging {} saved runs", files.len());
+    write_reports(&Symbols::new(&k, &art), &art, &sent)?;
+    Ok(true)
+}
+
+/// From the PCs sent back (`uniq -c` lines): `lcov.info`, the HTML, `uncovered.txt` and the
+/// table.
+fn write_reports(syms: &Symbols, art: &Artifacts, sent: &str) -> Result<()> {
+    let hits = parse_hits(sent);
+    let modules = measure(syms, art, &hits)?;
     let dir = util::target_dir().join("coverage");
     std::fs::create_dir_all(&dir)?;
     let lcov = dir.join("lcov.info");
     std::fs::write(&lcov, lcov_info(&modules))?;
-    std::fs::write(dir.join("pcs.txt"), &sent)?;
+    let gaps: Vec<(String, Vec<coverage_gaps::Uncovered>)> = modules
+        .iter()
+        .map(|m| (m.module.clone(), m.uncovered()))
+        .collect();
+    let uncovered = dir.join("uncovered.txt");
+    std::fs::write(&uncovered, coverage_gaps::report(&gaps))?;
     let html = genhtml(&lcov, &dir.join("html"));
     print!("{}", table(&modules));
     let unmatched: u64 = hits.unmatched.values().sum();
     println!(
         "coverage: {} distinct PCs hit in module code ({} not at a known coverage point); \
-         lcov {}; html {}",
+         lcov {}; html {}; uncovered lines by kind {}",
         hits.points.len(),
         unmatched,
         lcov.display(),
         match html {
             Ok(p) => p.display().to_string(),
             Err(e) => format!("not written ({e:#})"),
-        }
+        },
+        uncovered.display()
     );
-    Ok(ok)
+    Ok(())
 }
 
 /// The PCs the guest reported.
@@ -242,6 +282,8 @@ pub struct Point {
     pub offset: u64,
     /// Innermost first (inlined frames), paths absolute.
     pub locations: Vec<Location>,
+    /// Its block ends in a panic, `BUG` or `WARN` ([`coverage_gaps::assert_points`]).
+    pub assert: bool,
 }
 
 /// `(section, r_offset)` of every call to `__sanitizer_cov_trace_pc` in `llvm-readelf -rW`
@@ -296,6 +338,7 @@ pub fn module_points(syms: &Symbols, name: &str, ko: &Path) -> Result<Vec<Point>
     }
     let linked = syms.linked_module(name)?;
     let bases = section_addresses(&linked)?;
+    let asserts = coverage_gaps::module_asserts(ko, TRACE_PC)?;
     let mut points = Vec::new();
     let mut addrs = Vec::new();
     for (section, off) in calls {
@@ -305,6 +348,7 @@ pub fn module_points(syms: &Symbols, name: &str, ko: &Path) -> Result<Vec<Point>
         // The call instruction starts one byte before its rel32 field.
         addrs.push(base + off - 1);
         points.push(Point {
+            assert: asserts.contains(&(section.clone(), off)),
             section,
             offset: off + 4,
             locations: Vec::new(),
@@ -333,6 +377,8 @@ pub struct ModuleCoverage {
     pub lines: BTreeMap<PathBuf, BTreeMap<u32, u64>>,
     /// file -> (function, start line) -> hit count.
     pub functions: BTreeMap<PathBuf, BTreeMap<(String, u32), u64>>,
+    /// Each line's function, and whether every point on it is an assertion block.
+    pub facts: coverage_gaps::LineFacts,
 }
 
 impl ModuleCoverage {
@@ -342,6 +388,11 @@ impl ModuleCoverage {
 
     pub fn function_counts(&self) -> Counts {
         count(self.functions.values().flat_map(|f| f.values()))
+    }
+
+    /// The lines no PC reached, with why.
+    pub fn uncovered(&self) -> Vec<coverage_gaps::Uncovered> {
+        coverage_gaps::classify(&self.lines, &self.facts)
     }
 }
 
@@ -372,6 +423,7 @@ pub fn coverage_of(module: &str, points: &[Point], hits: &Hits) -> ModuleCoverag
         points: Counts::default(),
         lines: BTreeMap::new(),
         functions: BTreeMap::new(),
+        facts: BTreeMap::new(),
     };
     let mut seen = BTreeSet::new();
     for p in points {
@@ -400,6 +452,11 @@ pub fn coverage_of(module: &str, points: &[Point], hits: &Hits) -> ModuleCoverag
                 .entry(l.line)
                 .or_default();
             *e = (*e).max(n);
+            let fact = m
+                .facts
+                .entry((file.clone(), l.line))
+                .or_insert_with(|| (l.function.clone(), true));
+            fact.1 &= p.assert;
             let f = m
                 .functions
                 .entry(file)
@@ -481,7 +538,8 @@ fn genhtml(lcov: &Path, out: &Path) -> Result<PathBuf> {
     Ok(out.join("index.html"))
 }
 
-/// The per-module table.
+/// The per-module table; the last column splits the lines not hit by kind
+/// ([`coverage_gaps::Gap`]: not reached / not traced / assert).
 pub fn table(modules: &[ModuleCoverage]) -> String {
     let pct = |c: &Counts| {
         if c.total == 0 {
@@ -490,40 +548,37 @@ pub fn table(modules: &[ModuleCoverage]) -> String {
             format!("{:.1}%", 100.0 * c.hit as f64 / c.total as f64)
         }
     };
+    let row = |name: &str, l: &Counts, f: &Counts, p: &Counts, g: (usize, usize, usize)| {
+        format!(
+            "{:<16} {:>14} {:>7} {:>16} {:>7} {:>14} {:>17}\n",
+            name,
+            format!("{}/{}", l.hit, l.total),
+            pct(l),
+            format!("{}/{}", f.hit, f.total),
+            pct(f),
+            format!("{}/{}", p.hit, p.total),
+            format!("{}/{}/{}", g.0, g.1, g.2)
+        )
+    };
     let mut s = format!(
-        "{:<16} {:>14} {:>7} {:>16} {:>7} {:>14}\n",
-        "module", "lines hit", "", "functions hit", "", "points hit"
+        "{:<16} {:>14} {:>7} {:>16} {:>7} {:>14} {:>17}\n",
+        "module", "lines hit", "", "functions hit", "", "points hit", "unhit: reach/trc/as"
     );
     let mut all = (Counts::default(), Counts::default(), Counts::default());
+    let mut gaps = (0, 0, 0);
     for m in modules {
         let (l, f) = (m.line_counts(), m.function_counts());
-        let _ = writeln!(
-            s,
-            "{:<16} {:>14} {:>7} {:>16} {:>7} {:>14}",
-            m.module,
-            format!("{}/{}", l.hit, l.total),
-            pct(&l),
-            format!("{}/{}", f.hit, f.total),
-            pct(&f),
-            format!("{}/{}", m.points.hit, m.points.total)
-        );
+        let g = coverage_gaps::counts(&m.uncovered());
+        s += &row(&m.module, &l, &f, &m.points, g);
         all.0.hit += l.hit;
         all.0.total += l.total;
         all.1.hit += f.hit;
         all.1.total += f.total;
         all.2.hit += m.points.hit;
         all.2.total += m.points.total;
+        gaps = (gaps.0 + g.0, gaps.1 + g.1, gaps.2 + g.2);
     }
-    let _ = writeln!(
-        s,
-        "{:<16} {:>14} {:>7} {:>16} {:>7} {:>14}",
-        "all",
-        format!("{}/{}", all.0.hit, all.0.total),
-        pct(&all.0),
-        format!("{}/{}", all.1.hit, all.1.total),
-        pct(&all.1),
-        format!("{}/{}", all.2.hit, all.2.total)
-    );
+    s += &row("all", &all.0, &all.1, &all.2, gaps);
     s
 }
 
@@ -576,16 +631,19 @@ Relocation section '.rela.init.text' at offset 0x4000 contains 1 entries:
                 section: ".text".into(),
                 offset: 0x21,
                 locations: vec![loc(kernel, 5, "k::f"), loc(&ours, 12, "m::g")],
+                assert: false,
             },
             Point {
                 section: ".text".into(),
                 offset: 0x40,
                 locations: vec![loc(&ours, 13, "m::g")],
+                assert: true,
             },
             Point {
                 section: ".text".into(),
                 offset: 0x60,
                 locations: vec![loc(&ours, 20, "m::h")],
+                assert: false,
             },
         ];
         let hits = parse_hits("  2 m .text 0x21\n  1 other .text 0x40\n");
@@ -606,7 +664,7 @@ Relocation section '.rela.init.text' at offset 0x4000 contains 1 entries:
         assert!(!lcov.contains("/k/rust"), "{lcov}");
         let t = table(&[c]);
         assert!(
-            t.contains("1/3") && t.contains("33.3%") && t.contains("1/2"),
+            t.contains("1/3") && t.contains("33.3%") && t.contains("1/2") && t.contains("1/0/1"),
             "{t}"
         );
     }

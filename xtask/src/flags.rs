@@ -216,9 +216,13 @@ pub struct Gdb {
 
 #[derive(Args)]
 pub struct Coverage {
-    /// Run only the tests whose name contains TEXT.
+    /// Run only the test binaries or tests whose name contains TEXT (repeatable: any).
     #[arg(long, value_name = "TEXT")]
-    pub filter: Option<String>,
+    pub filter: Vec<String>,
+    /// Do not boot: report the coverage of saved runs together (their `pcs.txt`, copied
+    /// from `target/coverage/` after each run; the modules must be unchanged).
+    #[arg(long, value_name = "PCS")]
+    pub merge: Vec<std::path::PathBuf>,
     /// Do not run the guest tests (fuzz only).
     #[arg(long)]
     pub no_tests: bool,

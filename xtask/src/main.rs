@@ -29,6 +29,7 @@ mod analyzer;
 mod bench;
 mod build;
 mod coverage;
+mod coverage_gaps;
 mod decode;
 mod doctor;
 mod expected;

@@ -185,10 +185,10 @@ impl Job {
 
     /// Run the libtest binary `name` from [`TESTS_DIR`] with markers, one test at a time;
     /// `filter` as libtest's name filter.
-    pub fn run_test_binary(&mut self, name: &str, filter: Option<&str>) -> &mut Job {
+    pub fn run_test_binary(&mut self, name: &str, filters: &[&str]) -> &mut Job {
         let exe = format!("{TESTS_DIR}/{name}");
         let mut argv = vec![exe.as_str(), "--test-threads=1", "--show-output"];
-        argv.extend(filter);
+        argv.extend(filters);
         self.run_marked(name, &argv)
     }
 

@@ -107,7 +107,8 @@ fn test_job(
     let mut job = Job::new(machine);
     job.report_cpus().kunit_pass(kunit_modules);
     for (name, _) in &art.tests {
-        job.run_test_binary(name, filter.filter(|f| !name.contains(f)));
+        let filters: Vec<&str> = filter.filter(|f| !name.contains(f)).into_iter().collect();
+        job.run_test_binary(name, &filters);
     }
     job.kmemleak_scan();
     job
