@@ -90,7 +90,9 @@ pub fn assert_points(objdump: &str, trace_pc: &str) -> BTreeSet<(String, u64)> {
             let Ok(off) = u64::from_str_radix(off, 16) else {
                 continue;
             };
-            let symbol = rest.split_once(char::is_whitespace).map_or("", |(_, s)| s.trim());
+            let symbol = rest
+                .split_once(char::is_whitespace)
+                .map_or("", |(_, s)| s.trim());
             if symbol.starts_with(trace_pc) {
                 open = Some(off);
             } else if let Some(o) = open {
@@ -272,10 +274,12 @@ Disassembly of section .init.text:
     #[test]
     fn lines_sort_into_asserts_untraced_code_and_the_rest() {
         let f = PathBuf::from("/r/modules/m/m.rs");
-        let lines: BTreeMap<PathBuf, BTreeMap<u32, u64>> =
-            [(f.clone(), [(1, 3), (2, 0), (3, 0), (4, 0)].into_iter().collect())]
-                .into_iter()
-                .collect();
+        let lines: BTreeMap<PathBuf, BTreeMap<u32, u64>> = [(
+            f.clone(),
+            [(1, 3), (2, 0), (3, 0), (4, 0)].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect();
         let facts: LineFacts = [
             ((f.clone(), 1), ("m::read".to_string(), false)),
             ((f.clone(), 2), ("m::read".to_string(), true)),

@@ -3,7 +3,8 @@
 //! `kfuzz --seed S --seconds N [--workers W] DEVICE...` forks W workers; worker `i` draws its
 //! operations from a PRNG seeded with `S` and `i`: open with random flags, read/write with
 //! random sizes and pointers (valid, NULL, a kernel address, unmapped), random ioctl numbers
-//! (mostly in the devices' magics) and arguments, dup, fork, close. A 20 ms interval timer
+//! (mostly in the devices' magics) and arguments, poll or epoll (level- or edge-triggered)
+//! with a short wait, dup, fork, close. A 20 ms interval timer
 //! interrupts blocking calls (SIGALRM without SA_RESTART), so nothing waits for long and
 //! the signal paths run too. The op sequence is a function of the seed; the scheduling is
 //! not. It stops by itself, prints the seed and how many ops each worker ran, and exits 0
@@ -15,9 +16,10 @@
 //! KCOV enabled on itself; a program that takes a step between two PCs of module code the
 //! worker had not seen ([`edge`]) is kept in its corpus and saved to DIR (`<hash>.prog`,
 //! shared by the workers and, by `cargo xtask fuzz --coverage-guided`, with the host, so a
-//! later run continues it). Each next program is, one time in ten, a fresh random one, else
-//! a mutation of a corpus program (insert, delete, replace, duplicate an op; change one
-//! argument of an op; splice two programs). Besides syscalls a program has `patience MS`
+//! later run continues it). A program just kept is mutated [`SMASH`] times first; else each
+//! next program is, one time in ten, a fresh random one, else a mutation of a corpus program
+//! (insert, delete, replace, duplicate an op; change one argument of an op; splice two
+//! programs). Besides syscalls a program has `patience MS`
 //! (later blocking calls may wait that long before SIGALRM) and `fork` (the rest of the program runs in this task and, at the same time, in a child that
 //! shares its files), so it reaches what random kfuzz reaches with long-lived fds and
 //! forked children: completed long waits and one task woken by another. After each
@@ -183,6 +185,74 @@ fn ioctl_buf(buf: &mut [u8], value: u64) -> usize {
     buf.as_mut_ptr() as usize
 }
 
+/// How a `poll` op waits: `poll(2)`, or an epoll instance (level- or edge-triggered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PollHow {
+    Poll,
+    Epoll,
+    EpollEt,
+}
+
+impl PollHow {
+    const ALL: [PollHow; 3] = [PollHow::Poll, PollHow::Epoll, PollHow::EpollEt];
+
+    fn name(self) -> &'static str {
+        match self {
+            PollHow::Poll => "poll",
+            PollHow::Epoll => "epoll",
+            PollHow::EpollEt => "epollet",
+        }
+    }
+}
+
+/// Random poll arguments: events (read, write, both, the `*NORM` variants, none) and a wait
+/// of 0, 10 or 50 ms (SIGALRM may cut it short).
+fn poll_args(rng: &mut Rng) -> (PollHow, u32, i32) {
+    let events = *rng.pick(&[
+        libc::POLLIN,
+        libc::POLLOUT,
+        libc::POLLIN | libc::POLLOUT,
+        libc::POLLRDNORM | libc::POLLWRNORM,
+        0,
+    ]) as u32;
+    (*rng.pick(&PollHow::ALL), events, *rng.pick(&[0, 10, 50]))
+}
+
+/// Wait on `fd` once with `how`.
+fn poll_fd(fd: i32, how: PollHow, events: u32, wait_ms: i32) {
+    // SAFETY: every pointer passed points to a local of the right type; the kernel validates
+    // the fds.
+    unsafe {
+        if how == PollHow::Poll {
+            let mut p = libc::pollfd {
+                fd,
+                events: events as i16,
+                revents: 0,
+            };
+            libc::poll(&mut p, 1, wait_ms);
+            return;
+        }
+        let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+        if ep < 0 {
+            return;
+        }
+        let et = if how == PollHow::EpollEt {
+            libc::EPOLLET as u32
+        } else {
+            0
+        };
+        let mut ev = libc::epoll_event {
+            events: events | et,
+            u64: 0,
+        };
+        if libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) == 0 {
+            let mut out = [libc::epoll_event { events: 0, u64: 0 }; 2];
+            libc::epoll_wait(ep, out.as_mut_ptr(), 2, wait_ms);
+        }
+        libc::close(ep);
+    }
+}
+
 /// Coverage of a worker process when `RKM_KCOV_DIR` is set (random mode): its KCOV buffer
 /// is drained into a set every few ops (it would fill up otherwise).
 struct Coverage {
@@ -261,17 +331,17 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
                         fds.push(f);
                     }
                 }
-                15..=39 if fd >= 0 => {
+                15..=36 if fd >= 0 => {
                     let n = size(&mut rng).min(buf.len());
                     let p = pointer(&mut rng, &mut buf);
                     libc::read(fd, p, n);
                 }
-                40..=64 if fd >= 0 => {
+                37..=58 if fd >= 0 => {
                     let n = size(&mut rng).min(buf.len());
                     let p = pointer(&mut rng, &mut buf);
                     libc::write(fd, p, n);
                 }
-                65..=79 if fd >= 0 => {
+                59..=73 if fd >= 0 => {
                     let cmd = ioctl_cmd(&mut rng);
                     let arg = match rng.below(4) {
                         0 => 0usize,
@@ -280,6 +350,10 @@ fn worker(seed: u64, id: u64, devices: &[String], deadline: Instant) -> u64 {
                         _ => rng.below(1 << 20) as usize,
                     };
                     libc::ioctl(fd, cmd as _, arg);
+                }
+                74..=79 if fd >= 0 => {
+                    let (how, events, wait_ms) = poll_args(&mut rng);
+                    poll_fd(fd, how, events, wait_ms);
                 }
                 80..=84 if fd >= 0 => {
                     let d = libc::dup(fd);
@@ -412,6 +486,13 @@ enum Op {
         arg: u64,
         ptr: Ptr,
     },
+    /// `poll(2)` or `epoll_wait(2)` (a new epoll instance, level- or edge-triggered).
+    Poll {
+        slot: usize,
+        how: PollHow,
+        events: u32,
+        wait_ms: i32,
+    },
     Dup {
         slot: usize,
     },
@@ -437,25 +518,25 @@ impl Op {
     fn random(rng: &mut Rng, devices: &[String]) -> Op {
         let slot = rng.below(4) as usize;
         match rng.below(100) {
-            0..=19 => {
+            0..=17 => {
                 let flags = open_flags(rng);
                 Op::Open {
                     path: rng.pick(devices).clone(),
                     flags,
                 }
             }
-            20..=44 => Op::Read {
+            18..=39 => Op::Read {
                 slot,
                 size: size(rng),
                 ptr: Ptr::random(rng),
             },
-            45..=69 => Op::Write {
+            40..=61 => Op::Write {
                 slot,
                 size: size(rng),
                 ptr: Ptr::random(rng),
                 fill: rng.below(256) as u8,
             },
-            70..=89 => {
+            62..=81 => {
                 let cmd = ioctl_cmd(rng);
                 let (arg, ptr) = match rng.below(4) {
                     0 => (0, Ptr::Null),
@@ -468,6 +549,15 @@ impl Op {
                     cmd,
                     arg,
                     ptr,
+                }
+            }
+            82..=89 => {
+                let (how, events, wait_ms) = poll_args(rng);
+                Op::Poll {
+                    slot,
+                    how,
+                    events,
+                    wait_ms,
                 }
             }
             90..=94 => Op::Dup { slot },
@@ -528,6 +618,20 @@ impl Op {
                     *arg = ioctl_value(rng);
                 }
             },
+            Op::Poll {
+                slot: s,
+                how,
+                events,
+                wait_ms,
+            } => {
+                let (h, e, w) = poll_args(rng);
+                match rng.below(4) {
+                    0 => *s = slot,
+                    1 => *how = h,
+                    2 => *events = e,
+                    _ => *wait_ms = w,
+                }
+            }
             Op::Dup { slot: s } | Op::Close { slot: s } => *s = slot,
             Op::Patience { ms } => *ms = *rng.pick(&PATIENCE_MS),
             Op::Fork => return Op::random(rng, devices),
@@ -552,6 +656,12 @@ impl Op {
                 arg,
                 ptr,
             } => format!("ioctl {slot} 0x{cmd:x} {} {arg}", ptr.name()),
+            Op::Poll {
+                slot,
+                how,
+                events,
+                wait_ms,
+            } => format!("{} {slot} 0x{events:x} {wait_ms}", how.name()),
             Op::Dup { slot } => format!("dup {slot}"),
             Op::Close { slot } => format!("close {slot}"),
             Op::Patience { ms } => format!("patience {ms}"),
@@ -589,6 +699,14 @@ impl Op {
                 ptr: Ptr::parse(ptr)?,
                 arg: num(arg)?,
             },
+            [how, slot, events, wait_ms] if PollHow::ALL.iter().any(|h| h.name() == *how) => {
+                Op::Poll {
+                    slot: num(slot)? as usize,
+                    how: *PollHow::ALL.iter().find(|h| h.name() == *how)?,
+                    events: num(events)? as u32,
+                    wait_ms: wait_ms.parse::<i32>().ok()?.clamp(0, 60_000),
+                }
+            }
             ["dup", slot] => Op::Dup {
                 slot: num(slot)? as usize,
             },
@@ -733,6 +851,16 @@ impl Program {
                             libc::ioctl(fd, *cmd as _, a);
                         }
                     }
+                    Op::Poll {
+                        slot,
+                        how,
+                        events,
+                        wait_ms,
+                    } => {
+                        if let Some(fd) = fd(*slot) {
+                            poll_fd(fd, *how, *events, *wait_ms);
+                        }
+                    }
                     Op::Dup { slot } => {
                         if let Some(fd) = fd(*slot) {
                             let d = libc::dup(fd);
@@ -837,6 +965,10 @@ fn edge(prev: u64, pc: u64) -> u64 {
     pc ^ prev.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
 }
 
+/// Mutations of each newly kept program that run next: the neighbourhood of a program that
+/// reached new code (a size one off, the next ioctl number, another fd) is where more is.
+const SMASH: usize = 8;
+
 /// One coverage-guided worker (a process of its own, single-threaded: KCOV is per task).
 /// Returns the ops run.
 fn guided_worker(
@@ -863,6 +995,8 @@ fn guided_worker(
     let (mut ops, mut execs, mut kept, mut loaded) = (0u64, 0u64, 0u64, 0u64);
     // Start from the saved corpus: run each once for the coverage it has.
     let mut queue: Vec<Program> = Vec::new();
+    // Mutations of the programs just kept, run before any other (syzkaller's "smash").
+    let mut smash: Vec<Program> = Vec::new();
     let rescan = |known: &mut HashSet<String>, queue: &mut Vec<Program>| {
         for (name, p) in load_corpus(corpus_dir) {
             if known.insert(name) {
@@ -875,6 +1009,7 @@ fn guided_worker(
     while Instant::now() < deadline {
         let (prog, from_corpus) = match queue.pop() {
             Some(p) => (p, true),
+            None if !smash.is_empty() => (smash.pop().unwrap(), false),
             None if corpus.is_empty() || rng.below(10) == 0 => {
                 (Program::random(&mut rng, devices), false)
             }
@@ -907,6 +1042,9 @@ fn guided_worker(
                 let name = format!("{}.prog", prog.hash());
                 save(corpus_dir, &name, &prog);
                 known.insert(name);
+                for _ in 0..SMASH {
+                    smash.push(prog.mutate(&mut rng, &corpus, devices));
+                }
             }
             corpus.push(prog.clone());
         }
@@ -1046,10 +1184,29 @@ mod tests {
             let m = p.mutate(&mut rng, &corpus, &devices);
             assert!(!m.0.is_empty() && m.0.len() <= MAX_OPS);
             assert_eq!(Program::parse(&m.text()), Some(m.clone()));
+            for op in &m.0 {
+                let t = op.tweak(&mut rng, &devices);
+                assert_eq!(Op::parse(&t.text()), Some(t.clone()), "{}", t.text());
+            }
             corpus.push(p);
         }
         assert_eq!(Program::parse("# nothing\n"), None);
         assert_eq!(Program::parse("open /dev/x 0x2\nfrobnicate 1\n"), None);
         assert_ne!(corpus[0].hash(), corpus[1].hash());
+        let polls = corpus
+            .iter()
+            .flat_map(|p| &p.0)
+            .filter(|op| matches!(op, Op::Poll { .. }))
+            .count();
+        assert!(polls > 0, "no poll op in 200 programs");
+        assert_eq!(
+            Op::parse("epollet 1 0x1 10"),
+            Some(Op::Poll {
+                slot: 1,
+                how: PollHow::EpollEt,
+                events: 1,
+                wait_ms: 10
+            })
+        );
     }
 }
