@@ -217,12 +217,8 @@ fn write_reports(syms: &Symbols, art: &Artifacts, sent: &str) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let lcov = dir.join("lcov.info");
     std::fs::write(&lcov, lcov_info(&modules))?;
-    let gaps: Vec<(String, Vec<coverage_gaps::Uncovered>)> = modules
-        .iter()
-        .map(|m| (m.module.clone(), m.uncovered()))
-        .collect();
     let uncovered = dir.join("uncovered.txt");
-    std::fs::write(&uncovered, coverage_gaps::report(&gaps))?;
+    std::fs::write(&uncovered, coverage_gaps::report(&merged(&modules).uncovered()))?;
     let html = genhtml(&lcov, &dir.join("html"));
     print!("{}", table(&modules));
     let unmatched: u64 = hits.unmatched.values().sum();
@@ -408,12 +404,23 @@ fn count<'a>(hits: impl Iterator<Item = &'a u64>) -> Counts {
 }
 
 /// Is this source file ours (a module's, not the kernel crate's or `core`'s)?
+/// The path without `.` and `..` (a module's `#[path = "../common/params.rs"]`), so that
+/// every module's copy of a shared file is one file.
 fn ours(file: &str) -> Option<PathBuf> {
     let root = util::repo_root();
-    let p = Path::new(file);
+    let mut p = PathBuf::new();
+    for c in Path::new(file).components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                p.pop();
+            }
+            c => p.push(c),
+        }
+    }
     let rel = p.strip_prefix(&root).ok()?;
     let top = rel.components().next()?.as_os_str().to_str()?;
-    build::MODULE_DIRS.contains(&top).then(|| p.to_path_buf())
+    build::MODULE_DIRS.contains(&top).then_some(p)
 }
 
 /// Coverage of every module from its points and the hits.
@@ -480,29 +487,51 @@ pub fn measure(syms: &Symbols, art: &Artifacts, hits: &Hits) -> Result<Vec<Modul
     Ok(out)
 }
 
-/// The lcov tracefile: one record per source file, merged over the modules that contain
-/// it (a line is hit when any module's copy was).
-pub fn lcov_info(modules: &[ModuleCoverage]) -> String {
-    let mut lines: BTreeMap<&Path, BTreeMap<u32, u64>> = BTreeMap::new();
-    let mut funcs: BTreeMap<&Path, BTreeMap<(String, u32), u64>> = BTreeMap::new();
+/// All modules as one: a line of a file that several modules build (`common/params.rs`) is
+/// hit when any copy was, and an assertion line when it is one in every copy.
+pub fn merged(modules: &[ModuleCoverage]) -> ModuleCoverage {
+    let mut all = ModuleCoverage {
+        module: "all".into(),
+        points: Counts::default(),
+        lines: BTreeMap::new(),
+        functions: BTreeMap::new(),
+        facts: BTreeMap::new(),
+    };
     for m in modules {
         for (f, ls) in &m.lines {
-            let e = lines.entry(f).or_default();
+            let e = all.lines.entry(f.clone()).or_default();
             for (l, n) in ls {
                 let v = e.entry(*l).or_default();
                 *v = (*v).max(*n);
             }
         }
         for (f, fs) in &m.functions {
-            let e = funcs.entry(f).or_default();
+            let e = all.functions.entry(f.clone()).or_default();
             for (k, n) in fs {
                 let v = e.entry(k.clone()).or_default();
                 *v = (*v).max(*n);
             }
         }
+        for (k, (function, assert)) in &m.facts {
+            let e = all
+                .facts
+                .entry(k.clone())
+                .or_insert_with(|| (function.clone(), true));
+            e.1 &= *assert;
+        }
+        all.points.hit += m.points.hit;
+        all.points.total += m.points.total;
     }
+    all
+}
+
+/// The lcov tracefile: one record per source file, merged over the modules that contain
+/// it (a line is hit when any module's copy was).
+pub fn lcov_info(modules: &[ModuleCoverage]) -> String {
+    let all = merged(modules);
+    let (lines, funcs) = (&all.lines, &all.functions);
     let mut s = String::from("TN:\n");
-    for (file, ls) in &lines {
+    for (file, ls) in lines {
         let _ = writeln!(s, "SF:{}", file.display());
         let fs = funcs.get(file).cloned().unwrap_or_default();
         for (name, start) in fs.keys() {
