@@ -218,7 +218,10 @@ fn write_reports(syms: &Symbols, art: &Artifacts, sent: &str) -> Result<()> {
     let lcov = dir.join("lcov.info");
     std::fs::write(&lcov, lcov_info(&modules))?;
     let uncovered = dir.join("uncovered.txt");
-    std::fs::write(&uncovered, coverage_gaps::report(&merged(&modules).uncovered()))?;
+    std::fs::write(
+        &uncovered,
+        coverage_gaps::report(&merged(&modules).uncovered()),
+    )?;
     let html = genhtml(&lcov, &dir.join("html"));
     print!("{}", table(&modules));
     let unmatched: u64 = hits.unmatched.values().sum();
@@ -280,6 +283,8 @@ pub struct Point {
     pub locations: Vec<Location>,
     /// Its block ends in a panic, `BUG` or `WARN` ([`coverage_gaps::assert_points`]).
     pub assert: bool,
+    /// It is in a function nothing calls ([`coverage_gaps::dead_points`]).
+    pub dead: bool,
 }
 
 /// `(section, r_offset)` of every call to `__sanitizer_cov_trace_pc` in `llvm-readelf -rW`
@@ -334,7 +339,7 @@ pub fn module_points(syms: &Symbols, name: &str, ko: &Path) -> Result<Vec<Point>
     }
     let linked = syms.linked_module(name)?;
     let bases = section_addresses(&linked)?;
-    let asserts = coverage_gaps::module_asserts(ko, TRACE_PC)?;
+    let facts = coverage_gaps::module_facts(ko, TRACE_PC)?;
     let mut points = Vec::new();
     let mut addrs = Vec::new();
     for (section, off) in calls {
@@ -344,7 +349,8 @@ pub fn module_points(syms: &Symbols, name: &str, ko: &Path) -> Result<Vec<Point>
         // The call instruction starts one byte before its rel32 field.
         addrs.push(base + off - 1);
         points.push(Point {
-            assert: asserts.contains(&(section.clone(), off)),
+            assert: facts.asserts.contains(&(section.clone(), off)),
+            dead: facts.dead.contains(&(section.clone(), off)),
             section,
             offset: off + 4,
             locations: Vec::new(),
@@ -459,11 +465,10 @@ pub fn coverage_of(module: &str, points: &[Point], hits: &Hits) -> ModuleCoverag
                 .entry(l.line)
                 .or_default();
             *e = (*e).max(n);
-            let fact = m
-                .facts
+            m.facts
                 .entry((file.clone(), l.line))
-                .or_insert_with(|| (l.function.clone(), true));
-            fact.1 &= p.assert;
+                .or_insert_with(|| coverage_gaps::LineFact::new(&l.function))
+                .add(p.assert, p.dead);
             let f = m
                 .functions
                 .entry(file)
@@ -512,12 +517,11 @@ pub fn merged(modules: &[ModuleCoverage]) -> ModuleCoverage {
                 *v = (*v).max(*n);
             }
         }
-        for (k, (function, assert)) in &m.facts {
-            let e = all
-                .facts
+        for (k, fact) in &m.facts {
+            all.facts
                 .entry(k.clone())
-                .or_insert_with(|| (function.clone(), true));
-            e.1 &= *assert;
+                .or_insert_with(|| fact.clone())
+                .merge(fact);
         }
         all.points.hit += m.points.hit;
         all.points.total += m.points.total;
@@ -568,7 +572,7 @@ fn genhtml(lcov: &Path, out: &Path) -> Result<PathBuf> {
 }
 
 /// The per-module table; the last column splits the lines not hit by kind
-/// ([`coverage_gaps::Gap`]: not reached / not traced / assert).
+/// ([`coverage_gaps::Gap`]: not reached / not traced / assert / dead copy).
 pub fn table(modules: &[ModuleCoverage]) -> String {
     let pct = |c: &Counts| {
         if c.total == 0 {
@@ -577,24 +581,24 @@ pub fn table(modules: &[ModuleCoverage]) -> String {
             format!("{:.1}%", 100.0 * c.hit as f64 / c.total as f64)
         }
     };
-    let row = |name: &str, l: &Counts, f: &Counts, p: &Counts, g: (usize, usize, usize)| {
+    let row = |name: &str, l: &Counts, f: &Counts, p: &Counts, g: [usize; 4]| {
         format!(
-            "{:<16} {:>14} {:>7} {:>16} {:>7} {:>14} {:>17}\n",
+            "{:<16} {:>14} {:>7} {:>16} {:>7} {:>14} {:>24}\n",
             name,
             format!("{}/{}", l.hit, l.total),
             pct(l),
             format!("{}/{}", f.hit, f.total),
             pct(f),
             format!("{}/{}", p.hit, p.total),
-            format!("{}/{}/{}", g.0, g.1, g.2)
+            format!("{}/{}/{}/{}", g[0], g[1], g[2], g[3])
         )
     };
     let mut s = format!(
-        "{:<16} {:>14} {:>7} {:>16} {:>7} {:>14} {:>17}\n",
-        "module", "lines hit", "", "functions hit", "", "points hit", "unhit: reach/trc/as"
+        "{:<16} {:>14} {:>7} {:>16} {:>7} {:>14} {:>24}\n",
+        "module", "lines hit", "", "functions hit", "", "points hit", "unhit: reach/trc/as/dead"
     );
     let mut all = (Counts::default(), Counts::default(), Counts::default());
-    let mut gaps = (0, 0, 0);
+    let mut gaps = [0; 4];
     for m in modules {
         let (l, f) = (m.line_counts(), m.function_counts());
         let g = coverage_gaps::counts(&m.uncovered());
@@ -605,7 +609,9 @@ pub fn table(modules: &[ModuleCoverage]) -> String {
         all.1.total += f.total;
         all.2.hit += m.points.hit;
         all.2.total += m.points.total;
-        gaps = (gaps.0 + g.0, gaps.1 + g.1, gaps.2 + g.2);
+        for (a, b) in gaps.iter_mut().zip(g) {
+            *a += b;
+        }
     }
     s += &row("all", &all.0, &all.1, &all.2, gaps);
     s
@@ -661,18 +667,21 @@ Relocation section '.rela.init.text' at offset 0x4000 contains 1 entries:
                 offset: 0x21,
                 locations: vec![loc(kernel, 5, "k::f"), loc(&ours, 12, "m::g")],
                 assert: false,
+                dead: false,
             },
             Point {
                 section: ".text".into(),
                 offset: 0x40,
                 locations: vec![loc(&ours, 13, "m::g")],
                 assert: true,
+                dead: false,
             },
             Point {
                 section: ".text".into(),
                 offset: 0x60,
                 locations: vec![loc(&ours, 20, "m::h")],
                 assert: false,
+                dead: true,
             },
         ];
         let hits = parse_hits("  2 m .text 0x21\n  1 other .text 0x40\n");
@@ -693,7 +702,7 @@ Relocation section '.rela.init.text' at offset 0x4000 contains 1 entries:
         assert!(!lcov.contains("/k/rust"), "{lcov}");
         let t = table(&[c]);
         assert!(
-            t.contains("1/3") && t.contains("33.3%") && t.contains("1/2") && t.contains("1/0/1"),
+            t.contains("1/3") && t.contains("33.3%") && t.contains("1/2") && t.contains("0/0/1/1"),
             "{t}"
         );
     }

@@ -7,6 +7,10 @@
 //!   checks that fire only when an invariant is broken (Rust's debug assertions add one to
 //!   most raw-pointer accesses, arithmetic and slice indexing). Found in the `.ko`'s
 //!   disassembly, from each `__sanitizer_cov_trace_pc` call to the end of its block.
+//! - [`Gap::Dead`]: every point on the line is in an out-of-line copy of a function that
+//!   nothing calls or points to (no call, jump or relocation names it: every caller inlined
+//!   it, so the inlined copy is what runs and is counted on the caller's points; e.g.
+//!   `Module::init` inlined into `init_module`).
 //! - [`Gap::NotTraced`]: the function runs outside any task KCOV traces (an interrupt
 //!   handler, an IRQ thread, an hrtimer callback, a workqueue item, a KUnit case), known by
 //!   its name.
@@ -26,6 +30,7 @@ pub enum Gap {
     NotReached,
     NotTraced(&'static str),
     Assert,
+    Dead,
 }
 
 impl Gap {
@@ -34,6 +39,7 @@ impl Gap {
             Gap::NotReached => "not reached",
             Gap::NotTraced(_) => "not traced",
             Gap::Assert => "assert",
+            Gap::Dead => "dead copy",
         }
     }
 }
@@ -50,7 +56,10 @@ const NOT_TRACED: &[(&str, &str)] = &[
     ("kunit", "KUnit case (KUnit's kthread)"),
     ("::tests::", "KUnit case (KUnit's kthread)"),
     // Called only from `locking`'s workers and its hrtimer callback above.
-    ("<locking::Experiment>::increment_", "locking's workers (kworker)"),
+    (
+        "<locking::Experiment>::increment_",
+        "locking's workers (kworker)",
+    ),
     ("locking::lock_counted", "locking's workers and hrtimer"),
     ("locking::this_cpu_bit", "locking's workers and hrtimer"),
     ("<locking::Tracked<", "locking's workers and hrtimer"),
@@ -131,14 +140,169 @@ pub fn assert_points(objdump: &str, trace_pc: &str) -> BTreeSet<(String, u64)> {
     out
 }
 
-/// The assertion blocks of a module object.
-pub fn module_asserts(ko: &Path, trace_pc: &str) -> Result<BTreeSet<(String, u64)>> {
+/// Sections whose relocations name code without calling it (debug info, unwind tables,
+/// the lists of instrumentation and patch sites).
+const NOT_CALLERS: &[&str] = &[
+    ".debug",
+    ".orc",
+    ".ibt",
+    "__bug_table",
+    "__jump_table",
+    ".altinstr",
+    ".return_sites",
+    ".call_sites",
+    ".retpoline_sites",
+    "__patchable",
+    "__mcount_loc",
+    ".static_call",
+    "__ex_table",
+    ".rela",
+];
+
+/// `(section, r_offset)` of the coverage calls inside functions that nothing references:
+/// no call or jump in the disassembly (`objdump`, as for [`assert_points`]) targets the
+/// function's start, and no relocation of a code or data section (`relocs`: `llvm-objdump
+/// -r -C`) names it or points into its first bytes.
+pub fn dead_points(objdump: &str, relocs: &str, trace_pc: &str) -> BTreeSet<(String, u64)> {
+    // Functions: (section, start) -> name; coverage calls per section.
+    let mut functions: BTreeMap<(String, u64), String> = BTreeMap::new();
+    let mut calls: Vec<(String, u64)> = Vec::new();
+    let mut named: BTreeSet<String> = BTreeSet::new();
+    let mut section = String::new();
+    // The target an instruction shows, until we know no relocation follows it (then the
+    // shown target is only the placeholder's: the next instruction's address).
+    let mut pending: Option<String> = None;
+    for line in objdump.lines() {
+        let t = line.trim_start();
+        let reloc = t.split_once(":  R_");
+        if reloc.is_none() {
+            named.extend(pending.take());
+        } else {
+            pending = None;
+        }
+        if let Some(rest) = line.strip_prefix("Disassembly of section ") {
+            section = rest.trim_end_matches(':').to_string();
+            continue;
+        }
+        // `0000000000000030 <name>:`
+        if let Some((addr, rest)) = line.split_once(" <") {
+            if let (Ok(a), Some(name)) = (u64::from_str_radix(addr, 16), rest.strip_suffix(">:")) {
+                functions.insert((section.clone(), a), name.to_string());
+                continue;
+            }
+        }
+        if let Some((off, rest)) = reloc {
+            let symbol = rest
+                .split_once(char::is_whitespace)
+                .map_or("", |(_, s)| s.trim());
+            if symbol.starts_with(trace_pc) {
+                if let Ok(off) = u64::from_str_radix(off, 16) {
+                    calls.push((section.clone(), off));
+                }
+            }
+            continue;
+        }
+        // A call or jump to a function's start: `callq 0x30 <name>` (no `+0x..`).
+        if let (Some(i), true) = (t.find(" <"), t.ends_with('>')) {
+            let target = &t[i + 2..t.len() - 1];
+            if !target.contains("+0x") {
+                pending = Some(target.to_string());
+            }
+        }
+    }
+    named.extend(pending);
+    // Relocations: a symbol by name, or `section+0xN` (an address inside that section).
+    let mut addressed: BTreeSet<(String, u64)> = BTreeSet::new();
+    let mut callers = false;
+    for line in relocs.lines() {
+        if let Some(rest) = line.strip_prefix("RELOCATION RECORDS FOR [") {
+            let sec = rest.trim_end_matches("]:");
+            callers = !NOT_CALLERS.iter().any(|n| sec.starts_with(n));
+            continue;
+        }
+        if !callers {
+            continue;
+        }
+        let mut w = line
+            .splitn(3, char::is_whitespace)
+            .filter(|x| !x.is_empty());
+        let (Some(off), Some(_ty)) = (w.next(), w.next()) else {
+            continue;
+        };
+        if u64::from_str_radix(off, 16).is_err() {
+            continue;
+        }
+        let value = line
+            .split_whitespace()
+            .skip(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let (base, addend) = split_addend(&value);
+        if base.starts_with('.') {
+            // PC-relative ones carry -4: the target is a few bytes after the addend.
+            addressed.insert((base.to_string(), addend.max(0) as u64));
+        } else {
+            named.insert(base.to_string());
+        }
+    }
+    let mut dead_fns: Vec<(String, u64, u64)> = Vec::new();
+    let starts: Vec<(&(String, u64), &String)> = functions.iter().collect();
+    for (i, ((sec, start), name)) in starts.iter().enumerate() {
+        let end = match starts.get(i + 1) {
+            Some(((s2, e), _)) if s2 == sec => *e,
+            _ => u64::MAX,
+        };
+        let pointed = addressed
+            .range((sec.clone(), start.saturating_sub(8))..=(sec.clone(), start + 8))
+            .next()
+            .is_some();
+        if !named.contains(*name) && !pointed {
+            dead_fns.push((sec.clone(), *start, end));
+        }
+    }
+    calls
+        .into_iter()
+        .filter(|(sec, off)| {
+            dead_fns
+                .iter()
+                .any(|(s, a, e)| s == sec && (*a..*e).contains(off))
+        })
+        .collect()
+}
+
+/// `name+0x10` -> (`name`, 16); `name-0x4` -> (`name`, -4); `name` -> (`name`, 0).
+fn split_addend(v: &str) -> (&str, i64) {
+    if let Some(i) = v.rfind(['+', '-']) {
+        let (base, num) = v.split_at(i);
+        if let Some(hex) = num[1..].strip_prefix("0x") {
+            if let Ok(n) = i64::from_str_radix(hex, 16) {
+                return (base, if num.starts_with('-') { -n } else { n });
+            }
+        }
+    }
+    (v, 0)
+}
+
+/// What the object's code says about its coverage points, by `(section, r_offset)`.
+#[derive(Debug, Default)]
+pub struct ObjectFacts {
+    pub asserts: BTreeSet<(String, u64)>,
+    pub dead: BTreeSet<(String, u64)>,
+}
+
+/// [`assert_points`] and [`dead_points`] of a module object.
+pub fn module_facts(ko: &Path, trace_pc: &str) -> Result<ObjectFacts> {
+    let objdump = llvm_tool("llvm-objdump");
     let text = util::output(
-        Command::new(llvm_tool("llvm-objdump"))
+        Command::new(&objdump)
             .args(["-d", "-r", "--no-show-raw-insn", "-C"])
             .arg(ko),
     )?;
-    Ok(assert_points(&text, trace_pc))
+    let relocs = util::output(Command::new(&objdump).args(["-r", "-C"]).arg(ko))?;
+    Ok(ObjectFacts {
+        asserts: assert_points(&text, trace_pc),
+        dead: dead_points(&text, &relocs, trace_pc),
+    })
 }
 
 /// One uncovered line.
@@ -150,8 +314,38 @@ pub struct Uncovered {
     pub gap: Gap,
 }
 
-/// Per line: the function it is in, and whether every point on it is an assertion block.
-pub type LineFacts = BTreeMap<(PathBuf, u32), (String, bool)>;
+/// Per line: the function it is in, and whether every point on it is an assertion block or
+/// dead, and whether every one is dead.
+pub type LineFacts = BTreeMap<(PathBuf, u32), LineFact>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineFact {
+    pub function: String,
+    pub all_assert_or_dead: bool,
+    pub all_dead: bool,
+}
+
+impl LineFact {
+    pub fn new(function: &str) -> LineFact {
+        LineFact {
+            function: function.to_string(),
+            all_assert_or_dead: true,
+            all_dead: true,
+        }
+    }
+
+    /// Add a point on this line.
+    pub fn add(&mut self, assert: bool, dead: bool) {
+        self.all_assert_or_dead &= assert || dead;
+        self.all_dead &= dead;
+    }
+
+    /// Add another module's copy of the line.
+    pub fn merge(&mut self, o: &LineFact) {
+        self.all_assert_or_dead &= o.all_assert_or_dead;
+        self.all_dead &= o.all_dead;
+    }
+}
 
 /// The uncovered lines of `lines` (file -> line -> hits), with their kind.
 pub fn classify(
@@ -164,11 +358,18 @@ pub fn classify(
             if n > 0 {
                 continue;
             }
-            let (function, all_assert) = facts
+            let fact = facts
                 .get(&(file.clone(), line))
                 .cloned()
-                .unwrap_or_default();
-            let gap = if all_assert {
+                .unwrap_or_else(|| LineFact {
+                    all_assert_or_dead: false,
+                    all_dead: false,
+                    ..LineFact::new("")
+                });
+            let function = fact.function.clone();
+            let gap = if fact.all_dead {
+                Gap::Dead
+            } else if fact.all_assert_or_dead {
                 Gap::Assert
             } else if let Some(why) = not_traced(&function) {
                 Gap::NotTraced(why)
@@ -205,6 +406,7 @@ pub fn report(gaps: &[Uncovered]) -> String {
             Gap::NotReached => "a test or the fuzzer could reach these".to_string(),
             Gap::NotTraced(w) => format!("runs outside the traced task: {w}"),
             Gap::Assert => "blocks that end in a panic, BUG or WARN (a broken invariant)".into(),
+            Gap::Dead => "out-of-line copies nothing calls (inlined into every caller)".into(),
         };
         let _ = writeln!(s, "\n## {} ({} lines): {why}", gap.label(), lines.len());
         for (file, line, function) in lines {
@@ -214,14 +416,16 @@ pub fn report(gaps: &[Uncovered]) -> String {
     s
 }
 
-/// Per module: uncovered lines by kind, for the table.
-pub fn counts(gaps: &[Uncovered]) -> (usize, usize, usize) {
+/// Per module: uncovered lines by kind (not reached, not traced, assert, dead), for the
+/// table.
+pub fn counts(gaps: &[Uncovered]) -> [usize; 4] {
     let n = |f: fn(&Gap) -> bool| gaps.iter().filter(|u| f(&u.gap)).count();
-    (
+    [
         n(|g| *g == Gap::NotReached),
         n(|g| matches!(g, Gap::NotTraced(_))),
         n(|g| *g == Gap::Assert),
-    )
+        n(|g| *g == Gap::Dead),
+    ]
 }
 
 #[cfg(test)]
@@ -275,19 +479,74 @@ Disassembly of section .init.text:
     }
 
     #[test]
+    fn functions_nothing_calls_or_points_to_are_dead() {
+        let dump = "\
+Disassembly of section .text:
+
+0000000000000000 <m::called>:
+       0:      \tcallq\t0x5 <m::called+0x5>
+\t\t0000000000000001:  R_X86_64_PLT32\t__sanitizer_cov_trace_pc-0x4
+       5:      \tretq
+
+0000000000000010 <m::inlined_everywhere>:
+      10:      \tcallq\t0x15 <m::inlined_everywhere+0x5>
+\t\t0000000000000011:  R_X86_64_PLT32\t__sanitizer_cov_trace_pc-0x4
+      15:      \tretq
+
+0000000000000020 <m::in_a_table>:
+      20:      \tcallq\t0x25 <m::in_a_table+0x5>
+\t\t0000000000000021:  R_X86_64_PLT32\t__sanitizer_cov_trace_pc-0x4
+      25:      \tcallq\t0x0 <m::called>
+      2a:      \tjmp\t0x30 <m::only_a_placeholder_names_me>
+\t\t000000000000002b:  R_X86_64_PLT32\tkernel::print::call_printk-0x4
+
+0000000000000030 <m::only_a_placeholder_names_me>:
+      30:      \tcallq\t0x35 <m::only_a_placeholder_names_me+0x5>
+\t\t0000000000000031:  R_X86_64_PLT32\t__sanitizer_cov_trace_pc-0x4
+      35:      \tretq
+";
+        let relocs = "\
+RELOCATION RECORDS FOR [.text]:
+OFFSET           TYPE                     VALUE
+0000000000000001 R_X86_64_PLT32           __sanitizer_cov_trace_pc-0x4
+RELOCATION RECORDS FOR [.rodata]:
+OFFSET           TYPE                     VALUE
+0000000000000008 R_X86_64_64              .text+0x20
+RELOCATION RECORDS FOR [.orc_unwind_ip]:
+OFFSET           TYPE                     VALUE
+0000000000000000 R_X86_64_PC32            .text+0x10
+";
+        let d = dead_points(dump, relocs, "__sanitizer_cov_trace_pc");
+        assert_eq!(
+            d.into_iter().collect::<Vec<_>>(),
+            [(".text".to_string(), 0x11), (".text".to_string(), 0x31)]
+        );
+        assert_eq!(split_addend("a::b<T>-0x4"), ("a::b<T>", -4));
+        assert_eq!(split_addend(".text+0x2d7"), (".text", 0x2d7));
+    }
+
+    #[test]
     fn lines_sort_into_asserts_untraced_code_and_the_rest() {
         let f = PathBuf::from("/r/modules/m/m.rs");
         let lines: BTreeMap<PathBuf, BTreeMap<u32, u64>> = [(
             f.clone(),
-            [(1, 3), (2, 0), (3, 0), (4, 0)].into_iter().collect(),
+            [(1, 3), (2, 0), (3, 0), (4, 0), (5, 0)]
+                .into_iter()
+                .collect(),
         )]
         .into_iter()
         .collect();
+        let fact = |function: &str, assert: bool, dead: bool| {
+            let mut f = LineFact::new(function);
+            f.add(assert, dead);
+            f
+        };
         let facts: LineFacts = [
-            ((f.clone(), 1), ("m::read".to_string(), false)),
-            ((f.clone(), 2), ("m::read".to_string(), true)),
-            ((f.clone(), 3), ("<m::Dev>::hard_irq".to_string(), false)),
-            ((f.clone(), 4), ("m::ioctl".to_string(), false)),
+            ((f.clone(), 1), fact("m::read", false, false)),
+            ((f.clone(), 2), fact("m::read", true, false)),
+            ((f.clone(), 3), fact("<m::Dev>::hard_irq", false, false)),
+            ((f.clone(), 4), fact("m::ioctl", false, false)),
+            ((f.clone(), 5), fact("<m::M as Module>::init", false, true)),
         ]
         .into_iter()
         .collect();
@@ -298,10 +557,11 @@ Disassembly of section .init.text:
             [
                 (2, Gap::Assert),
                 (3, Gap::NotTraced("interrupt handler")),
-                (4, Gap::NotReached)
+                (4, Gap::NotReached),
+                (5, Gap::Dead)
             ]
         );
-        assert_eq!(counts(&gaps), (1, 1, 1));
+        assert_eq!(counts(&gaps), [1, 1, 1, 1]);
         let r = report(&gaps);
         assert!(r.contains("## not reached (1 lines)"), "{r}");
         assert!(r.contains("m.rs:4 m::ioctl"), "{r}");
