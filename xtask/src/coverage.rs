@@ -100,7 +100,9 @@ pub fn collect(
     let art = build::build_all(&k)?;
     let mut job = Job::new(machine);
     job.report_cpus()
-        .shell(&format!("mkdir -p {GUEST_DIR}"))
+        // World-writable: a test thread that dropped to uid 65534 (`as_nobody`) writes its
+        // coverage there too.
+        .shell(&format!("mkdir -p {GUEST_DIR} && chmod 1777 {GUEST_DIR}"))
         .export(DIR_ENV, GUEST_DIR);
     if tests {
         // One test at a time: a thread's PCs are resolved against the module layout when

@@ -83,58 +83,116 @@ fn is_assert_call(symbol: &str) -> bool {
         || s.contains("build_error")
 }
 
-/// `(section, r_offset)` of every coverage call whose block ends in an assertion, from
-/// `llvm-objdump -d -r --no-show-raw-insn -C` of a relocatable object. A block runs from
-/// its `__sanitizer_cov_trace_pc` call to the next one, a `ret`, or an unconditional `jmp`;
-/// conditional jumps inside it are KASAN's checks (whose report calls are not ours).
-pub fn assert_points(objdump: &str, trace_pc: &str) -> BTreeSet<(String, u64)> {
-    let mut out = BTreeSet::new();
+/// One instruction of the disassembly, as far as blocks are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Insn {
+    /// A call to this symbol (from its relocation).
+    Call(String),
+    /// An unconditional jump within the section.
+    Jmp(u64),
+    /// A jump to this symbol (from its relocation): the block ends there.
+    TailCall(String),
+    /// `ret`: the block ends without an assertion.
+    Ret,
+    /// `ud2`: `BUG`/`WARN`.
+    Ud2,
+    Other,
+}
+
+/// Per section: the instructions by address (a call's symbol from the relocation after it).
+fn instructions(objdump: &str) -> BTreeMap<String, BTreeMap<u64, Insn>> {
+    let mut out: BTreeMap<String, BTreeMap<u64, Insn>> = BTreeMap::new();
     let mut section = String::new();
-    // The open block: its coverage call's relocation offset.
-    let mut open: Option<u64> = None;
+    let mut last: Option<u64> = None;
     for line in objdump.lines() {
         if let Some(rest) = line.strip_prefix("Disassembly of section ") {
             section = rest.trim_end_matches(':').to_string();
-            open = None;
+            last = None;
             continue;
         }
         let t = line.trim_start();
         // A relocation line: `0000000000000022:  R_X86_64_PLT32	symbol-0x4`.
-        if let Some((off, rest)) = t.split_once(":  R_") {
-            let Ok(off) = u64::from_str_radix(off, 16) else {
-                continue;
-            };
+        if let Some((_, rest)) = t.split_once(":  R_") {
             let symbol = rest
                 .split_once(char::is_whitespace)
                 .map_or("", |(_, s)| s.trim());
-            if symbol.starts_with(trace_pc) {
-                open = Some(off);
-            } else if let Some(o) = open {
-                if is_assert_call(symbol) {
-                    out.insert((section.clone(), o));
-                    open = None;
+            if let Some(insn) = last.and_then(|a| out.get_mut(&section)?.get_mut(&a)) {
+                // A call's target, or a jump's: a tail call (its shown target is a placeholder).
+                let target = split_addend(symbol).0.to_string();
+                if matches!(insn, Insn::Jmp(_)) {
+                    *insn = Insn::TailCall(target);
+                } else if *insn == Insn::Call(String::new()) {
+                    *insn = Insn::Call(target);
                 }
             }
             continue;
         }
         // An instruction: `      26:      	testq	%rbx, %rbx`.
         let Some((addr, insn)) = t.split_once(':') else {
-            open = None;
             continue;
         };
-        if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit()) {
-            open = None;
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
             continue;
-        }
-        let mnemonic = insn.split_whitespace().next().unwrap_or("");
-        match mnemonic {
-            "ud2" => {
-                if let Some(o) = open.take() {
-                    out.insert((section.clone(), o));
-                }
+        };
+        let mut w = insn.split_whitespace();
+        let kind = match w.next().unwrap_or("") {
+            "ud2" => Insn::Ud2,
+            "retq" | "ret" => Insn::Ret,
+            "callq" | "call" => Insn::Call(String::new()),
+            "jmp" | "jmpq" => w
+                .next()
+                .and_then(|t| u64::from_str_radix(t.trim_start_matches("0x"), 16).ok())
+                .map_or(Insn::Ret, Insn::Jmp),
+            _ => Insn::Other,
+        };
+        out.entry(section.clone()).or_default().insert(addr, kind);
+        last = Some(addr);
+    }
+    out
+}
+
+/// `(section, r_offset)` of every coverage call whose block ends in an assertion, from
+/// `llvm-objdump -d -r --no-show-raw-insn -C` of a relocatable object. A block runs from
+/// its `__sanitizer_cov_trace_pc` call to the next one or a `ret`, following unconditional
+/// jumps (blocks share their panic tail); its conditional jumps are KASAN's checks, whose
+/// report calls are not ours. A jump's placeholder (a tail call with a relocation) ends it.
+pub fn assert_points(objdump: &str, trace_pc: &str) -> BTreeSet<(String, u64)> {
+    let mut out = BTreeSet::new();
+    for (section, insns) in instructions(objdump) {
+        for (&start, insn) in &insns {
+            if *insn != Insn::Call(trace_pc.to_string()) {
+                continue;
             }
-            "retq" | "ret" | "jmp" | "jmpq" => open = None,
-            _ => {}
+            let mut at = start;
+            let mut first = true;
+            for _ in 0..256 {
+                let Some((&a, insn)) = insns.range(at..).next() else {
+                    break;
+                };
+                let assert = match insn {
+                    Insn::Call(s) if s == trace_pc && !first => break,
+                    Insn::Call(s) => is_assert_call(s),
+                    Insn::TailCall(s) if is_assert_call(s) => true,
+                    Insn::TailCall(_) => break,
+                    Insn::Ud2 => true,
+                    Insn::Ret => break,
+                    Insn::Jmp(t) if *t > a => {
+                        at = *t;
+                        first = false;
+                        continue;
+                    }
+                    // A jump back (a loop) or to itself: no assertion in this block.
+                    Insn::Jmp(_) => break,
+                    Insn::Other => false,
+                };
+                if assert {
+                    // The call's relocation sits one byte after the opcode.
+                    out.insert((section.clone(), start + 1));
+                    break;
+                }
+                first = false;
+                at = a + 1;
+            }
         }
     }
     out
@@ -455,6 +513,20 @@ Disassembly of section .text:
       2b:      \tcallq\t0x30 <m::f+0x30>
 \t\t000000000000002c:  R_X86_64_PLT32\t__sanitizer_cov_trace_pc-0x4
       30:      \tud2
+      32:      \tcallq\t0x37 <m::f+0x37>
+\t\t0000000000000033:  R_X86_64_PLT32\t__sanitizer_cov_trace_pc-0x4
+      37:      \tjmp\t0x46 <m::f+0x46>
+      3c:      \tcallq\t0x41 <m::f+0x41>
+\t\t000000000000003d:  R_X86_64_PLT32\t__sanitizer_cov_trace_pc-0x4
+      41:      \tjmp\t0x50 <m::g>
+\t\t0000000000000042:  R_X86_64_PLT32\tkernel::print::call_printk-0x4
+      46:      \tcallq\t0x4b <m::f+0x4b>
+\t\t0000000000000047:  R_X86_64_PLT32\t__asan_handle_no_return-0x4
+      4b:      \tcallq\t0x50 <m::g>
+\t\t000000000000004c:  R_X86_64_PLT32\tcore::slice::index::slice_index_fail-0x4
+      50:      \tcallq\t0x55 <m::g+0x5>
+\t\t0000000000000051:  R_X86_64_PLT32\t__sanitizer_cov_trace_pc-0x4
+      55:      \tretq
 
 Disassembly of section .init.text:
 
@@ -471,6 +543,7 @@ Disassembly of section .init.text:
         let want: BTreeSet<(String, u64)> = [
             (".text".to_string(), 0x10),
             (".text".to_string(), 0x2c),
+            (".text".to_string(), 0x33),
             (".init.text".to_string(), 1),
         ]
         .into_iter()
