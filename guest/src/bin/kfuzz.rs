@@ -20,8 +20,9 @@
 //! next program is, one time in ten, a fresh random one, else a mutation of a corpus program
 //! (insert, delete, replace, duplicate an op; change one argument of an op; splice two
 //! programs). Besides syscalls a program has `patience MS`
-//! (later blocking calls may wait that long before SIGALRM) and `fork` (the rest of the program runs in this task and, at the same time, in a child that
-//! shares its files), so it reaches what random kfuzz reaches with long-lived fds and
+//! (later blocking calls may wait that long before SIGALRM) and `fork` (the rest of the
+//! program runs in this task and, at the same time, in a child that shares its files and
+//! that the worker does not wait for: its blocking calls may take seconds), so it reaches what random kfuzz reaches with long-lived fds and
 //! forked children: completed long waits and one task woken by another. After each
 //! program the worker reads new kernel log records; a report (`BUG:`, `WARNING:`, KASAN,
 //! ...) prints the program that preceded it and saves it as `report-<hash>.prog`.
@@ -206,7 +207,7 @@ impl PollHow {
 }
 
 /// Random poll arguments: events (read, write, both, the `*NORM` variants, none) and a wait
-/// of 0, 10 or 50 ms (SIGALRM may cut it short).
+/// of 0 (mostly) or 10 ms.
 fn poll_args(rng: &mut Rng) -> (PollHow, u32, i32) {
     let events = *rng.pick(&[
         libc::POLLIN,
@@ -215,7 +216,7 @@ fn poll_args(rng: &mut Rng) -> (PollHow, u32, i32) {
         libc::POLLRDNORM | libc::POLLWRNORM,
         0,
     ]) as u32;
-    (*rng.pick(&PollHow::ALL), events, *rng.pick(&[0, 10, 50]))
+    (*rng.pick(&PollHow::ALL), events, *rng.pick(&[0, 0, 10]))
 }
 
 /// Wait on `fd` once with `how`.
@@ -510,7 +511,9 @@ enum Op {
     /// child that shares its open files (what the child does guides only through this task's
     /// coverage, as the other side: a blocked read woken by its write, a full FIFO drained by
     /// its read; in coverage runs its own PCs are counted too, as random kfuzz's children's
-    /// are). Random kfuzz gets the same from its forked children.
+    /// are). The worker does not wait for the child, whose blocking calls may each wait up to
+    /// [`CHILD_ALARM_MS`]: a read of `/dev/rust_locking` there sees its experiment through
+    /// while the worker goes on. Random kfuzz gets the same from its forked children.
     Fork,
 }
 
@@ -728,8 +731,45 @@ struct Program(Vec<Op>);
 
 /// Ops per program at most.
 const MAX_OPS: usize = 16;
-/// Children one program may fork at most (`fork` ops past this run in this task only).
-const MAX_FORKS: usize = 2;
+/// Children of `fork` ops a worker has running at most (`fork` ops past this run in this
+/// task only).
+const MAX_FORKS: usize = 4;
+/// A forked child's SIGALRM period: its blocking calls may wait this long (the worker goes
+/// on meanwhile: programs do not wait for their children).
+const CHILD_ALARM_MS: u32 = 5000;
+
+/// A worker's children from `fork` ops, still running.
+#[derive(Default)]
+struct Kids(Vec<libc::pid_t>);
+
+impl Kids {
+    /// Forget the ones that ended; how many still run.
+    fn reap(&mut self) -> usize {
+        self.0.retain(|&pid| {
+            let mut st = 0;
+            // SAFETY: polling our own child.
+            unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) == 0 }
+        });
+        self.0.len()
+    }
+
+    /// Wait for all of them: each blocking call of theirs ends within [`CHILD_ALARM_MS`]; a
+    /// child still running after `grace` is killed.
+    fn finish(&mut self, grace: Duration) {
+        let end = Instant::now() + grace;
+        while self.reap() > 0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for &pid in &self.0 {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        self.0.clear();
+    }
+}
 
 impl Program {
     fn random(rng: &mut Rng, devices: &[String]) -> Program {
@@ -795,12 +835,13 @@ impl Program {
     }
 
     /// Run it; every fd it opened is closed at the end. With `trace`, returns how many PCs
-    /// it held after each op (where each op's part of the trace ends).
-    fn run(&self, buf: &mut [u8], trace: Option<&Kcov>) -> Vec<usize> {
+    /// it held after each op (where each op's part of the trace ends). `kids`: the worker's
+    /// children still running from `fork` ops, this program's join them (not waited for).
+    fn run(&self, buf: &mut [u8], trace: Option<&Kcov>, kids: &mut Kids) -> Vec<usize> {
         let mut ends = Vec::new();
         let mut fds: Vec<i32> = Vec::new();
-        // Children forked by `fork` ops (at most a few), or `None` in such a child.
-        let mut children: Option<Vec<libc::pid_t>> = Some(Vec::new());
+        // Still the worker (`false` in a forked child).
+        let mut parent = true;
         let mut patience = ALARM_MS;
         // In a forked child of a coverage run: its own KCOV, for the measurement only.
         let mut child_kcov: Option<Kcov> = None;
@@ -879,20 +920,20 @@ impl Program {
                         patience = *ms;
                         set_alarm(patience);
                     }
-                    Op::Fork => {
-                        if let Some(kids) = children.as_mut().filter(|k| k.len() < MAX_FORKS) {
-                            let pid = libc::fork();
-                            if pid == 0 {
-                                // Timers are not inherited: blocking calls must still end.
-                                set_alarm(patience);
-                                children = None;
-                                child_kcov =
-                                    kcov::out_dir().and_then(|_| Kcov::open_enabled(1 << 16).ok());
-                            } else if pid > 0 {
-                                kids.push(pid);
-                            }
+                    Op::Fork if parent && kids.reap() < MAX_FORKS => {
+                        let pid = libc::fork();
+                        if pid == 0 {
+                            // Timers are not inherited; the child's blocking calls may wait
+                            // long (a `locking` experiment to its end) but must still end.
+                            set_alarm(CHILD_ALARM_MS);
+                            parent = false;
+                            child_kcov =
+                                kcov::out_dir().and_then(|_| Kcov::open_enabled(1 << 16).ok());
+                        } else if pid > 0 {
+                            kids.0.push(pid);
                         }
                     }
+                    Op::Fork => {}
                 }
             }
             if let Some(k) = trace {
@@ -903,24 +944,12 @@ impl Program {
             // SAFETY: closing our own fd.
             unsafe { libc::close(f) };
         }
-        match children {
-            None => {
-                if let Some(k) = child_kcov {
-                    write_coverage(&k.pcs().into_iter().collect());
-                }
-                // SAFETY: leaving the forked child without the parent's exit handlers.
-                unsafe { libc::_exit(0) }
+        if !parent {
+            if let Some(k) = child_kcov {
+                write_coverage(&k.pcs().into_iter().collect());
             }
-            Some(kids) => {
-                for pid in kids {
-                    let mut st = 0;
-                    // SAFETY: reaping our own child; its blocking calls end at its alarm.
-                    while unsafe { libc::waitpid(pid, &mut st, 0) } < 0
-                        && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-                    {
-                    }
-                }
-            }
+            // SAFETY: leaving the forked child without the parent's exit handlers.
+            unsafe { libc::_exit(0) }
         }
         if patience != ALARM_MS {
             set_alarm(ALARM_MS);
@@ -997,6 +1026,7 @@ fn guided_worker(
     let mut queue: Vec<Program> = Vec::new();
     // Mutations of the programs just kept, run before any other (syzkaller's "smash").
     let mut smash: Vec<Program> = Vec::new();
+    let mut kids = Kids::default();
     let rescan = |known: &mut HashSet<String>, queue: &mut Vec<Program>| {
         for (name, p) in load_corpus(corpus_dir) {
             if known.insert(name) {
@@ -1019,7 +1049,7 @@ fn guided_worker(
             }
         };
         kcov.reset();
-        let ends = prog.run(&mut buf, Some(&kcov));
+        let ends = prog.run(&mut buf, Some(&kcov), &mut kids);
         let pcs = kcov.pcs();
         execs += 1;
         ops += prog.0.len() as u64;
@@ -1067,6 +1097,7 @@ fn guided_worker(
             rescan(&mut known, &mut queue);
         }
     }
+    kids.finish(Duration::from_secs(20));
     println!(
         "kfuzz: worker {id}: {execs} programs, {kept} kept (corpus {} with {loaded} loaded), \
          {} distinct PCs, {} edges",
@@ -1109,7 +1140,9 @@ fn main() {
         let prog = Program::parse(&text).expect("a kfuzz program");
         println!("kfuzz: replaying {file}:\n{}", prog.text());
         install_timer();
-        prog.run(&mut vec![0u8; 1 << 20], None);
+        let mut kids = Kids::default();
+        prog.run(&mut vec![0u8; 1 << 20], None, &mut kids);
+        kids.finish(Duration::from_secs(20));
         println!("kfuzz: done");
         return;
     }
