@@ -210,6 +210,47 @@ fn cfifo_operations_fail_cleanly_under_injection() {
     device_ops("cfifo", "/dev/cfifo0");
 }
 
+/// A `locking` experiment (`read` of `/dev/rust_locking`) allocates its experiment, its work
+/// items and the report line in the reading task: each allocation, failed, fails the read
+/// with `ENOMEM`, leaves no work item running, and the next read of a new file works.
+#[test]
+fn locking_experiment_fails_cleanly_under_injection() {
+    configure();
+    let _m = kmod::Loaded::new("locking", "workers=2 iterations=100 irq_ticks=2").expect("load");
+    let f = FailNth::new();
+    for (injected, n) in (1..=500).enumerate() {
+        // Open before arming: the faults land in the read, where the experiment runs.
+        let file = File::open("/dev/rust_locking").expect("open");
+        let mut buf = [0u8; 512];
+        f.arm(n);
+        let r = file.read_at(&mut buf, 0);
+        let hit = f.injected();
+        match r {
+            Ok(len) => {
+                let line = std::str::from_utf8(&buf[..len]).unwrap();
+                assert!(
+                    line.starts_with("workers=2 iterations=100 ") && line.contains(" result=ok "),
+                    "fault point {n}: {line:?}"
+                );
+                if !hit {
+                    println!("locking read: {injected} fault points, each ENOMEM; then a report");
+                    assert!(injected > 0, "no fault was injected: is fail-nth working?");
+                    return;
+                }
+            }
+            Err(e) => {
+                assert_eq!(
+                    Errno::from(e),
+                    Errno(libc::ENOMEM),
+                    "fault point {n}: a read of rust_locking"
+                );
+                assert!(hit, "fault point {n}: failed with no fault injected");
+            }
+        }
+    }
+    panic!("locking read: more than 500 fault points");
+}
+
 // ---- probe of the edu PCI drivers ----
 
 /// One sysfs attribute of every `edu` device set to a value until dropped, then to

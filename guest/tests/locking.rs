@@ -250,6 +250,38 @@ fn concurrent_readers_get_independent_exact_reports() {
     }
 }
 
+/// Two reads of one open file at once (`pread` at offset 0, a char device has no position
+/// lock): the second waits for the experiment the first started and returns its report;
+/// one experiment runs.
+#[test]
+fn a_read_during_the_experiment_waits_for_it() {
+    use std::os::unix::fs::FileExt;
+    let _m = Loaded::new(NAME, "workers=2 iterations=200000 irq_ticks=10").unwrap();
+    let mut log = Kmsg::new();
+    let f = std::sync::Arc::new(File::open(DEV).unwrap());
+    let read_at_0 = |f: &File| {
+        let mut b = vec![0u8; 4096];
+        let n = f.read_at(&mut b, 0).expect("pread /dev/rust_locking");
+        String::from_utf8(b[..n].to_vec()).unwrap()
+    };
+    let first = {
+        let f = f.clone();
+        std::thread::spawn(move || read_at_0(&f))
+    };
+    // Let the first read start the experiment.
+    std::thread::sleep(Duration::from_millis(20));
+    let second = read_at_0(&f);
+    let first = first.join().unwrap();
+    assert_eq!(first, second, "both reads return the one report");
+    check(&first, 2, 200000, 10);
+    let runs = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("locking: workers="))
+        .count();
+    assert_eq!(runs, 1, "one experiment for the file");
+}
+
 #[test]
 fn device_is_read_only() {
     let _m = Loaded::new(NAME, "").unwrap();

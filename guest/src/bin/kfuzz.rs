@@ -19,13 +19,13 @@
 //! later run continues it). A program just kept is mutated [`SMASH`] times first; else each
 //! next program is, one time in ten, a fresh random one, else a mutation of a corpus program
 //! (insert, delete, replace, duplicate an op; change one argument of an op; splice two
-//! programs). Besides syscalls a program has `patience MS`
-//! (later blocking calls may wait that long before SIGALRM) and `fork` (the rest of the
-//! program runs in this task and, at the same time, in a child that shares its files and
-//! that the worker does not wait for: its blocking calls may take seconds), so it reaches what random kfuzz reaches with long-lived fds and
-//! forked children: completed long waits and one task woken by another. After each
-//! program the worker reads new kernel log records; a report (`BUG:`, `WARNING:`, KASAN,
-//! ...) prints the program that preceded it and saves it as `report-<hash>.prog`.
+//! programs). Besides syscalls a program has `patience MS` (later blocking calls may wait
+//! that long before SIGALRM) and `fork` (the rest of the program runs in this task and, at
+//! the same time, in a child that shares its files and that the worker does not wait for:
+//! its blocking calls may take seconds), so it reaches what random kfuzz reaches with
+//! long-lived fds and forked children: completed long waits and one task woken by another.
+//! After each program the worker reads new kernel log records; a report (`BUG:`, `WARNING:`,
+//! KASAN, ...) prints the program that preceded it and saves it as `report-<hash>.prog`.
 //! `--replay FILE` runs one saved program once.
 //!
 //! With `RKM_KCOV_DIR` set (coverage runs) both modes write the distinct PCs each worker
