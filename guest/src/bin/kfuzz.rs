@@ -19,10 +19,10 @@
 //! later run continues it). A program just kept is mutated [`SMASH`] times first; else each
 //! next program is, one time in ten, a fresh random one, else a mutation of a corpus program
 //! (insert, delete, replace, duplicate an op; change one argument of an op; splice two
-//! programs). Besides syscalls a program has `patience MS` (later blocking calls may wait
-//! that long before SIGALRM) and `fork` (the rest of the program runs in this task and, at
-//! the same time, in a child that shares its files and that the worker does not wait for:
-//! its blocking calls may take seconds), so it reaches what random kfuzz reaches with
+//! programs). Besides syscalls a program has `fork` (the rest of the program runs in this
+//! task and, at the same time, in a child that shares its files and that the worker does not
+//! wait for: its blocking calls may take seconds; `patience MS`, which let the worker's own
+//! later calls wait, is still run from saved programs but no longer made), so it reaches what random kfuzz reaches with
 //! long-lived fds and forked children: completed long waits and one task woken by another.
 //! After each program the worker reads new kernel log records; a report (`BUG:`, `WARNING:`,
 //! KASAN, ...) prints the program that preceded it and saves it as `report-<hash>.prog`.
@@ -501,9 +501,8 @@ enum Op {
         slot: usize,
     },
     /// Blocking calls after this one may wait `ms` before SIGALRM interrupts them (until the
-    /// program ends; then [`ALARM_MS`] again). Reaches what only a long wait completes, e.g.
-    /// `locking`'s experiment and its report (random kfuzz gets there through forked
-    /// children, which have no timer).
+    /// program ends; then [`ALARM_MS`] again). Only in saved programs of earlier runs:
+    /// [`Op::Fork`] reaches the same long waits without stalling the worker.
     Patience {
         ms: u32,
     },
@@ -565,10 +564,9 @@ impl Op {
             }
             90..=94 => Op::Dup { slot },
             95..=96 => Op::Close { slot },
-            97 => Op::Fork,
-            _ => Op::Patience {
-                ms: *rng.pick(&PATIENCE_MS),
-            },
+            // No `patience`: a long wait in the worker stalls it (measured: more so with each
+            // mutation of a kept program that waits); a forked child waits instead.
+            _ => Op::Fork,
         }
     }
 
