@@ -256,7 +256,7 @@ fn concurrent_readers_get_independent_exact_reports() {
 #[test]
 fn a_read_during_the_experiment_waits_for_it() {
     use std::os::unix::fs::FileExt;
-    let _m = Loaded::new(NAME, "workers=2 iterations=200000 irq_ticks=10").unwrap();
+    let _m = Loaded::new(NAME, "workers=2 iterations=50000 irq_ticks=10").unwrap();
     let mut log = Kmsg::new();
     let f = std::sync::Arc::new(File::open(DEV).unwrap());
     let read_at_0 = |f: &File| {
@@ -273,7 +273,7 @@ fn a_read_during_the_experiment_waits_for_it() {
     let second = read_at_0(&f);
     let first = first.join().unwrap();
     assert_eq!(first, second, "both reads return the one report");
-    check(&first, 2, 200000, 10);
+    check(&first, 2, 50000, 10);
     let runs = log
         .lines()
         .into_iter()
