@@ -199,6 +199,10 @@ pub fn relative_lines(pcs: &[u64], sections: &[(u64, String, String)]) -> BTreeS
 
 thread_local! {
     static THREAD: RefCell<Option<Kcov>> = const { RefCell::new(None) };
+    /// The module layout when the thread started: a thread that then drops to another uid
+    /// (`as_nobody`) can no longer read `/sys/module/*/sections` (root only) and resolves
+    /// its PCs against this one (the modules it uses stay loaded meanwhile).
+    static START_LAYOUT: RefCell<Vec<(u64, String, String)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `$RKM_KCOV_DIR`, when collection is on (read once).
@@ -219,7 +223,10 @@ fn start_thread() {
             return;
         }
         match Kcov::open_enabled(THREAD_WORDS) {
-            Ok(k) => *t.borrow_mut() = Some(k),
+            Ok(k) => {
+                *t.borrow_mut() = Some(k);
+                START_LAYOUT.with(|l| *l.borrow_mut() = module_sections());
+            }
             Err(e) => eprintln!("kcov: cannot enable coverage in this thread: {e}"),
         }
     });
@@ -253,7 +260,11 @@ pub fn after_load(module: &str) {
 /// needed) and when the thread ends.
 pub fn flush_current_thread() {
     if out_dir().is_some() && THREAD.with(|t| t.borrow().is_some()) {
-        flush_with(&module_sections());
+        let mut layout = module_sections();
+        if layout.is_empty() {
+            layout = START_LAYOUT.with(|l| l.borrow().clone());
+        }
+        flush_with(&layout);
     }
 }
 
