@@ -78,3 +78,48 @@ impl Default for FailNth {
         Self::new()
     }
 }
+
+/// Every allocation of the calling thread fails (failslab and fail_page_alloc at probability
+/// 100 with their task filter, and this thread's `make-it-fail`) until this is dropped. What
+/// `fail-nth` cannot do: a `kvmalloc()` is two tries (kmalloc, then vmalloc) and fail-nth
+/// fails one allocation only. Call [`configure`] first. `None` without `fail_page_alloc`
+/// (the default profile): large kmallocs and vmalloc come from the page allocator.
+pub struct FailAll(File);
+
+impl FailAll {
+    pub fn new() -> Option<FailAll> {
+        if !Path::new("/sys/kernel/debug/fail_page_alloc").exists() {
+            return None;
+        }
+        for attr in ["failslab", "fail_page_alloc"] {
+            for (knob, v) in [
+                ("task-filter", "Y"),
+                ("times", "-1"),
+                ("interval", "1"),
+                ("space", "0"),
+                ("probability", "100"),
+            ] {
+                let path = format!("/sys/kernel/debug/{attr}/{knob}");
+                std::fs::write(&path, v).unwrap_or_else(|e| panic!("{path}: {e}"));
+            }
+        }
+        let me = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/thread-self/make-it-fail")
+            .expect("open /proc/thread-self/make-it-fail");
+        me.write_at(b"1", 0).expect("make-it-fail");
+        Some(FailAll(me))
+    }
+}
+
+impl Drop for FailAll {
+    fn drop(&mut self) {
+        self.0.write_at(b"0", 0).expect("make-it-fail off");
+        for attr in ["failslab", "fail_page_alloc"] {
+            for (knob, v) in [("probability", "0"), ("task-filter", "N")] {
+                let path = format!("/sys/kernel/debug/{attr}/{knob}");
+                let _ = std::fs::write(&path, v);
+            }
+        }
+    }
+}

@@ -32,7 +32,7 @@
 //! IRQ request (`irqaction`, the handler thread, its `/proc` directory) without hitting it.
 //! Excluding those kernel call sites instead would need `CONFIG_FAULT_INJECTION_STACKTRACE_FILTER`.
 
-use guest::fault::{configure, FailNth};
+use guest::fault::{configure, FailAll, FailNth};
 use guest::sys::{open, read, write};
 use guest::{edu, kmod, Errno};
 use std::fs::File;
@@ -208,6 +208,42 @@ fn rfifo_operations_fail_cleanly_under_injection() {
 #[test]
 fn cfifo_operations_fail_cleanly_under_injection() {
     device_ops("cfifo", "/dev/cfifo0");
+}
+
+/// SET_CAPACITY's new ring is a `kvmalloc()`: kmalloc, then vmalloc if that fails, so
+/// fail-nth (one failure) never fails it. With every allocation of the thread failing, the
+/// ioctl fails with `ENOMEM`, the old ring and its bytes stay, and the device works after.
+#[test]
+fn set_capacity_fails_cleanly_when_its_kvmalloc_fails() {
+    configure();
+    for (m, dev) in [("rfifo", "/dev/rfifo0"), ("cfifo", "/dev/cfifo0")] {
+        let _m = kmod::Loaded::new(m, "").expect("load");
+        let fd = open(dev, libc::O_RDWR | libc::O_NONBLOCK).unwrap();
+        let raw = fd.as_raw_fd();
+        let before = rfifo_uapi::get_capacity(raw).unwrap();
+        let r = {
+            let Some(_all) = FailAll::new() else {
+                println!("skipped: needs fail_page_alloc (the debug profile)");
+                return;
+            };
+            rfifo_uapi::set_capacity(raw, 1 << 20).map_err(Errno::from)
+        };
+        assert_eq!(
+            r,
+            Err(Errno(libc::ENOMEM)),
+            "{m}: SET_CAPACITY with kvmalloc failing"
+        );
+        assert_eq!(
+            rfifo_uapi::get_capacity(raw).unwrap(),
+            before,
+            "{m}: the old ring stays"
+        );
+        assert_eq!(write(raw, b"after").unwrap(), 5);
+        assert_eq!(read(raw, 64).unwrap(), b"after");
+        // Empty again: a new capacity now works.
+        rfifo_uapi::set_capacity(raw, 1 << 20).unwrap();
+        assert_eq!(rfifo_uapi::get_capacity(raw).unwrap(), 1 << 20);
+    }
 }
 
 /// A `locking` experiment (`read` of `/dev/rust_locking`) allocates its experiment, its work
