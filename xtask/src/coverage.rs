@@ -442,6 +442,8 @@ pub fn coverage_of(module: &str, points: &[Point], hits: &Hits) -> ModuleCoverag
     };
     let mut seen = BTreeSet::new();
     for p in points {
+        // The function the point's code is in (its outermost inlined frame).
+        let outer = p.locations.last().map_or("", |l| l.function.as_str());
         let n = hits
             .points
             .get(&(module.to_string(), p.section.clone(), p.offset))
@@ -470,7 +472,7 @@ pub fn coverage_of(module: &str, points: &[Point], hits: &Hits) -> ModuleCoverag
             m.facts
                 .entry((file.clone(), l.line))
                 .or_insert_with(|| coverage_gaps::LineFact::new(&l.function))
-                .add(p.assert, p.dead);
+                .add(p.assert, p.dead, outer);
             let f = m
                 .functions
                 .entry(file)

@@ -381,6 +381,10 @@ pub struct LineFact {
     pub function: String,
     pub all_assert_or_dead: bool,
     pub all_dead: bool,
+    /// Every point is an assertion, dead, or inside a function that is not traced (its
+    /// outermost frame: code inlined into a KUnit case runs there); the first such reason.
+    pub all_excused: bool,
+    pub untraced: Option<&'static str>,
 }
 
 impl LineFact {
@@ -389,19 +393,26 @@ impl LineFact {
             function: function.to_string(),
             all_assert_or_dead: true,
             all_dead: true,
+            all_excused: true,
+            untraced: None,
         }
     }
 
-    /// Add a point on this line.
-    pub fn add(&mut self, assert: bool, dead: bool) {
+    /// Add a point on this line; `outer`: the function the point's code is in.
+    pub fn add(&mut self, assert: bool, dead: bool, outer: &str) {
         self.all_assert_or_dead &= assert || dead;
         self.all_dead &= dead;
+        let untraced = not_traced(outer);
+        self.all_excused &= assert || dead || untraced.is_some();
+        self.untraced = self.untraced.or(untraced);
     }
 
     /// Add another module's copy of the line.
     pub fn merge(&mut self, o: &LineFact) {
         self.all_assert_or_dead &= o.all_assert_or_dead;
         self.all_dead &= o.all_dead;
+        self.all_excused &= o.all_excused;
+        self.untraced = self.untraced.or(o.untraced);
     }
 }
 
@@ -422,6 +433,7 @@ pub fn classify(
                 .unwrap_or_else(|| LineFact {
                     all_assert_or_dead: false,
                     all_dead: false,
+                    all_excused: false,
                     ..LineFact::new("")
                 });
             let function = fact.function.clone();
@@ -429,6 +441,8 @@ pub fn classify(
                 Gap::Dead
             } else if fact.all_assert_or_dead {
                 Gap::Assert
+            } else if let (true, Some(why)) = (fact.all_excused, fact.untraced) {
+                Gap::NotTraced(why)
             } else if let Some(why) = not_traced(&function) {
                 Gap::NotTraced(why)
             } else {
@@ -603,7 +617,7 @@ OFFSET           TYPE                     VALUE
         let f = PathBuf::from("/r/modules/m/m.rs");
         let lines: BTreeMap<PathBuf, BTreeMap<u32, u64>> = [(
             f.clone(),
-            [(1, 3), (2, 0), (3, 0), (4, 0), (5, 0)]
+            [(1, 3), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0)]
                 .into_iter()
                 .collect(),
         )]
@@ -611,7 +625,7 @@ OFFSET           TYPE                     VALUE
         .collect();
         let fact = |function: &str, assert: bool, dead: bool| {
             let mut f = LineFact::new(function);
-            f.add(assert, dead);
+            f.add(assert, dead, function);
             f
         };
         let facts: LineFacts = [
@@ -620,6 +634,12 @@ OFFSET           TYPE                     VALUE
             ((f.clone(), 3), fact("<m::Dev>::hard_irq", false, false)),
             ((f.clone(), 4), fact("m::ioctl", false, false)),
             ((f.clone(), 5), fact("<m::M as Module>::init", false, true)),
+            ((f.clone(), 6), {
+                // `copy_in` inlined into a KUnit case: runs in KUnit's kthread there.
+                let mut f = LineFact::new("m::Ring::copy_in");
+                f.add(false, false, "m::tests::kunit_rust_wrapper_ring");
+                f
+            }),
         ]
         .into_iter()
         .collect();
@@ -631,10 +651,11 @@ OFFSET           TYPE                     VALUE
                 (2, Gap::Assert),
                 (3, Gap::NotTraced("interrupt handler")),
                 (4, Gap::NotReached),
-                (5, Gap::Dead)
+                (5, Gap::Dead),
+                (6, Gap::NotTraced("KUnit case (KUnit's kthread)"))
             ]
         );
-        assert_eq!(counts(&gaps), [1, 1, 1, 1]);
+        assert_eq!(counts(&gaps), [1, 2, 1, 1]);
         let r = report(&gaps);
         assert!(r.contains("## not reached (1 lines)"), "{r}");
         assert!(r.contains("m.rs:4 m::ioctl"), "{r}");
