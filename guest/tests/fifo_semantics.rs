@@ -111,6 +111,13 @@ fn rdwr_open_never_blocks_and_talks_to_itself() {
     });
 }
 
+/// Access mode 3 (`O_WRONLY | O_RDWR`: both permissions checked, the file neither readable
+/// nor writable): the kernel's FIFO refuses it with EINVAL, and so do both twins.
+#[test]
+fn open_with_access_mode_3_is_einval() {
+    Env::new().check(Some(EINVAL), |path| open_bounded(path, 3).err());
+}
+
 #[test]
 fn nonblocking_write_open_without_reader_is_enxio() {
     Env::new().check(Some(ENXIO), |path| {
