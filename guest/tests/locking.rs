@@ -146,6 +146,14 @@ fn each_lock_is_taken_on_two_cpus_in_one_experiment() {
     );
 }
 
+/// The experiments that logged their report since `log` was last read.
+fn experiments_logged(log: &mut Kmsg) -> usize {
+    log.lines()
+        .into_iter()
+        .filter(|l| l.starts_with("locking: workers="))
+        .count()
+}
+
 fn read_report() -> String {
     std::fs::read_to_string(DEV).expect("read /dev/rust_locking")
 }
@@ -233,11 +241,7 @@ fn one_experiment_per_open_then_eof() {
     drop(f);
     // A second open runs a second experiment.
     check(&read_report(), 3, 2000, 10);
-    let runs = log
-        .lines()
-        .into_iter()
-        .filter(|l| l.starts_with("locking: workers="))
-        .count();
+    let runs = experiments_logged(&mut log);
     assert_eq!(runs, 2, "one experiment per open, not per read()");
 }
 
@@ -274,11 +278,7 @@ fn a_read_during_the_experiment_waits_for_it() {
     let first = first.join().unwrap();
     assert_eq!(first, second, "both reads return the one report");
     check(&first, 2, 50000, 10);
-    let runs = log
-        .lines()
-        .into_iter()
-        .filter(|l| l.starts_with("locking: workers="))
-        .count();
+    let runs = experiments_logged(&mut log);
     assert_eq!(runs, 1, "one experiment for the file");
 }
 
