@@ -381,7 +381,7 @@ pub struct ModuleCoverage {
     pub lines: BTreeMap<PathBuf, BTreeMap<u32, u64>>,
     /// file -> (function, start line) -> hit count.
     pub functions: BTreeMap<PathBuf, BTreeMap<(String, u32), u64>>,
-    /// Each line's function, and whether every point on it is an assertion block.
+    /// Each line's function and what its points are ([`coverage_gaps::LineFact`]).
     pub facts: coverage_gaps::LineFacts,
 }
 

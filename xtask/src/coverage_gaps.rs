@@ -1,7 +1,7 @@
 //! Why a line of our modules was not covered: the part of `coverage` that sorts the lines no
 //! PC reached, so that what is left to test is a short list.
 //!
-//! Three kinds, decided per line from its coverage points (every point on the line unhit):
+//! Four kinds, decided per line from its coverage points (every point on the line unhit):
 //! - [`Gap::Assert`]: every point on the line starts a block that ends in a panic, `BUG` or
 //!   `WARN` (a call to `core::panicking::*`, an `unwrap`/index failure, or `ud2`): the
 //!   checks that fire only when an invariant is broken (Rust's debug assertions add one to
@@ -99,100 +99,146 @@ enum Insn {
     Other,
 }
 
-/// Per section: the instructions by address (a call's symbol from the relocation after it).
-fn instructions(objdump: &str) -> BTreeMap<String, BTreeMap<u64, Insn>> {
-    let mut out: BTreeMap<String, BTreeMap<u64, Insn>> = BTreeMap::new();
-    let mut section = String::new();
-    let mut last: Option<u64> = None;
-    for line in objdump.lines() {
-        if let Some(rest) = line.strip_prefix("Disassembly of section ") {
-            section = rest.trim_end_matches(':').to_string();
-            last = None;
-            continue;
-        }
-        let t = line.trim_start();
-        // A relocation line: `0000000000000022:  R_X86_64_PLT32	symbol-0x4`.
-        if let Some((_, rest)) = t.split_once(":  R_") {
-            let symbol = rest
-                .split_once(char::is_whitespace)
-                .map_or("", |(_, s)| s.trim());
-            if let Some(insn) = last.and_then(|a| out.get_mut(&section)?.get_mut(&a)) {
-                // A call's target, or a jump's: a tail call (its shown target is a placeholder).
-                let target = split_addend(symbol).0.to_string();
-                if matches!(insn, Insn::Jmp(_)) {
-                    *insn = Insn::TailCall(target);
-                } else if *insn == Insn::Call(String::new()) {
-                    *insn = Insn::Call(target);
-                }
-            }
-            continue;
-        }
-        // An instruction: `      26:      	testq	%rbx, %rbx`.
-        let Some((addr, insn)) = t.split_once(':') else {
-            continue;
-        };
-        let Ok(addr) = u64::from_str_radix(addr, 16) else {
-            continue;
-        };
-        let mut w = insn.split_whitespace();
-        let kind = match w.next().unwrap_or("") {
-            "ud2" => Insn::Ud2,
-            "retq" | "ret" => Insn::Ret,
-            "callq" | "call" => Insn::Call(String::new()),
-            "jmp" | "jmpq" => w
-                .next()
-                .and_then(|t| u64::from_str_radix(t.trim_start_matches("0x"), 16).ok())
-                .map_or(Insn::Ret, Insn::Jmp),
-            _ => Insn::Other,
-        };
-        out.entry(section.clone()).or_default().insert(addr, kind);
-        last = Some(addr);
-    }
-    out
+/// The disassembly of a relocatable object (`llvm-objdump -d -r --no-show-raw-insn -C`),
+/// parsed once for [`assert_points`] and [`dead_points`].
+#[derive(Debug, Default)]
+pub struct Disasm {
+    /// Per section: the instructions by address (a call's symbol from the relocation after
+    /// it).
+    insns: BTreeMap<String, BTreeMap<u64, Insn>>,
+    /// `(section, start)` -> function name.
+    functions: BTreeMap<(String, u64), String>,
+    /// The functions a call or jump shows as its target (`callq 0x30 <name>`, no `+0x..`,
+    /// no relocation after it: with one, the shown target is only the placeholder's, the
+    /// next instruction's address).
+    targets: BTreeSet<String>,
 }
 
-/// `(section, r_offset)` of every coverage call whose block ends in an assertion, from
-/// `llvm-objdump -d -r --no-show-raw-insn -C` of a relocatable object. A block runs from
-/// its `__sanitizer_cov_trace_pc` call to the next one or a `ret`, following unconditional
-/// jumps (blocks share their panic tail); its conditional jumps are KASAN's checks, whose
-/// report calls are not ours. A jump's placeholder (a tail call with a relocation) ends it.
-pub fn assert_points(objdump: &str, trace_pc: &str) -> BTreeSet<(String, u64)> {
-    let mut out = BTreeSet::new();
-    for (section, insns) in instructions(objdump) {
-        for (&start, insn) in &insns {
-            if *insn != Insn::Call(trace_pc.to_string()) {
+/// Parse `llvm-objdump -d -r --no-show-raw-insn -C` output.
+pub fn disassemble(objdump: &str) -> Disasm {
+    let mut d = Disasm::default();
+    let mut section = String::new();
+    let mut last: Option<u64> = None;
+    let mut pending: Option<String> = None;
+    for line in objdump.lines() {
+        let t = line.trim_start();
+        // A relocation line: `0000000000000022:  R_X86_64_PLT32	symbol-0x4`.
+        let Some((_, rest)) = t.split_once(":  R_") else {
+            d.targets.extend(pending.take());
+            if let Some(rest) = line.strip_prefix("Disassembly of section ") {
+                section = rest.trim_end_matches(':').to_string();
+                last = None;
                 continue;
             }
-            let mut at = start;
-            let mut first = true;
-            for _ in 0..256 {
-                let Some((&a, insn)) = insns.range(at..).next() else {
-                    break;
-                };
-                let assert = match insn {
-                    Insn::Call(s) if s == trace_pc && !first => break,
-                    Insn::Call(s) => is_assert_call(s),
-                    Insn::TailCall(s) if is_assert_call(s) => true,
-                    Insn::TailCall(_) => break,
-                    Insn::Ud2 => true,
-                    Insn::Ret => break,
-                    Insn::Jmp(t) if *t > a => {
-                        at = *t;
-                        first = false;
-                        continue;
-                    }
-                    // A jump back (a loop) or to itself: no assertion in this block.
-                    Insn::Jmp(_) => break,
-                    Insn::Other => false,
-                };
-                if assert {
-                    // The call's relocation sits one byte after the opcode.
-                    out.insert((section.clone(), start + 1));
-                    break;
+            // `0000000000000030 <name>:`
+            if let Some((addr, rest)) = line.split_once(" <") {
+                if let (Ok(a), Some(name)) =
+                    (u64::from_str_radix(addr, 16), rest.strip_suffix(">:"))
+                {
+                    d.functions.insert((section.clone(), a), name.to_string());
+                    last = None;
+                    continue;
                 }
-                first = false;
-                at = a + 1;
             }
+            // An instruction: `      26:      	testq	%rbx, %rbx`.
+            let Some((addr, insn)) = t.split_once(':') else {
+                continue;
+            };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            let mut w = insn.split_whitespace();
+            let kind = match w.next().unwrap_or("") {
+                "ud2" => Insn::Ud2,
+                "retq" | "ret" => Insn::Ret,
+                "callq" | "call" => Insn::Call(String::new()),
+                "jmp" | "jmpq" => w
+                    .next()
+                    .and_then(|t| u64::from_str_radix(t.trim_start_matches("0x"), 16).ok())
+                    .map_or(Insn::Ret, Insn::Jmp),
+                _ => Insn::Other,
+            };
+            if let (Some(i), true) = (t.find(" <"), t.ends_with('>')) {
+                let target = &t[i + 2..t.len() - 1];
+                if !target.contains("+0x") {
+                    pending = Some(target.to_string());
+                }
+            }
+            d.insns
+                .entry(section.clone())
+                .or_default()
+                .insert(addr, kind);
+            last = Some(addr);
+            continue;
+        };
+        pending = None;
+        let symbol = rest
+            .split_once(char::is_whitespace)
+            .map_or("", |(_, s)| s.trim());
+        if let Some(insn) = last.and_then(|a| d.insns.get_mut(&section)?.get_mut(&a)) {
+            // A call's target, or a jump's: a tail call (its shown target is a placeholder).
+            let target = split_addend(symbol).0.to_string();
+            if matches!(insn, Insn::Jmp(_)) {
+                *insn = Insn::TailCall(target);
+            } else if *insn == Insn::Call(String::new()) {
+                *insn = Insn::Call(target);
+            }
+        }
+    }
+    d.targets.extend(pending);
+    d
+}
+
+impl Disasm {
+    /// `(section, r_offset)` of every coverage call (the relocation sits one byte after the
+    /// call's opcode).
+    fn coverage_calls<'a>(&'a self, trace_pc: &'a str) -> impl Iterator<Item = (&'a str, u64)> {
+        self.insns.iter().flat_map(move |(section, insns)| {
+            insns
+                .iter()
+                .filter(move |(_, i)| matches!(i, Insn::Call(s) if s == trace_pc))
+                .map(move |(&a, _)| (section.as_str(), a + 1))
+        })
+    }
+}
+
+/// `(section, r_offset)` of every coverage call whose block ends in an assertion. A block
+/// runs from its `__sanitizer_cov_trace_pc` call to the next one or a `ret`, following
+/// unconditional jumps (blocks share their panic tail); its conditional jumps are KASAN's
+/// checks, whose report calls are not ours. A tail call (a jump with a relocation) ends it.
+pub fn assert_points(d: &Disasm, trace_pc: &str) -> BTreeSet<(String, u64)> {
+    let mut out = BTreeSet::new();
+    for (section, r_offset) in d.coverage_calls(trace_pc) {
+        let insns = &d.insns[section];
+        let start = r_offset - 1;
+        let mut at = start;
+        let mut first = true;
+        for _ in 0..256 {
+            let Some((&a, insn)) = insns.range(at..).next() else {
+                break;
+            };
+            let assert = match insn {
+                Insn::Call(s) if s == trace_pc && !first => break,
+                Insn::Call(s) => is_assert_call(s),
+                Insn::TailCall(s) if is_assert_call(s) => true,
+                Insn::TailCall(_) => break,
+                Insn::Ud2 => true,
+                Insn::Ret => break,
+                Insn::Jmp(t) if *t > a => {
+                    at = *t;
+                    first = false;
+                    continue;
+                }
+                // A jump back (a loop) or to itself: no assertion in this block.
+                Insn::Jmp(_) => break,
+                Insn::Other => false,
+            };
+            if assert {
+                out.insert((section.to_string(), r_offset));
+                break;
+            }
+            first = false;
+            at = a + 1;
         }
     }
     out
@@ -218,57 +264,11 @@ const NOT_CALLERS: &[&str] = &[
 ];
 
 /// `(section, r_offset)` of the coverage calls inside functions that nothing references:
-/// no call or jump in the disassembly (`objdump`, as for [`assert_points`]) targets the
-/// function's start, and no relocation of a code or data section (`relocs`: `llvm-objdump
-/// -r -C`) names it or points into its first bytes.
-pub fn dead_points(objdump: &str, relocs: &str, trace_pc: &str) -> BTreeSet<(String, u64)> {
-    // Functions: (section, start) -> name; coverage calls per section.
-    let mut functions: BTreeMap<(String, u64), String> = BTreeMap::new();
-    let mut calls: Vec<(String, u64)> = Vec::new();
-    let mut named: BTreeSet<String> = BTreeSet::new();
-    let mut section = String::new();
-    // The target an instruction shows, until we know no relocation follows it (then the
-    // shown target is only the placeholder's: the next instruction's address).
-    let mut pending: Option<String> = None;
-    for line in objdump.lines() {
-        let t = line.trim_start();
-        let reloc = t.split_once(":  R_");
-        if reloc.is_none() {
-            named.extend(pending.take());
-        } else {
-            pending = None;
-        }
-        if let Some(rest) = line.strip_prefix("Disassembly of section ") {
-            section = rest.trim_end_matches(':').to_string();
-            continue;
-        }
-        // `0000000000000030 <name>:`
-        if let Some((addr, rest)) = line.split_once(" <") {
-            if let (Ok(a), Some(name)) = (u64::from_str_radix(addr, 16), rest.strip_suffix(">:")) {
-                functions.insert((section.clone(), a), name.to_string());
-                continue;
-            }
-        }
-        if let Some((off, rest)) = reloc {
-            let symbol = rest
-                .split_once(char::is_whitespace)
-                .map_or("", |(_, s)| s.trim());
-            if symbol.starts_with(trace_pc) {
-                if let Ok(off) = u64::from_str_radix(off, 16) {
-                    calls.push((section.clone(), off));
-                }
-            }
-            continue;
-        }
-        // A call or jump to a function's start: `callq 0x30 <name>` (no `+0x..`).
-        if let (Some(i), true) = (t.find(" <"), t.ends_with('>')) {
-            let target = &t[i + 2..t.len() - 1];
-            if !target.contains("+0x") {
-                pending = Some(target.to_string());
-            }
-        }
-    }
-    named.extend(pending);
+/// no call or jump in the disassembly targets the function's start, and no relocation of a
+/// code or data section (`relocs`: `llvm-objdump -r -C`) names it or points into its first
+/// bytes.
+pub fn dead_points(d: &Disasm, relocs: &str, trace_pc: &str) -> BTreeSet<(String, u64)> {
+    let mut named = d.targets.clone();
     // Relocations: a symbol by name, or `section+0xN` (an address inside that section).
     let mut addressed: BTreeSet<(String, u64)> = BTreeSet::new();
     let mut callers = false;
@@ -304,7 +304,7 @@ pub fn dead_points(objdump: &str, relocs: &str, trace_pc: &str) -> BTreeSet<(Str
         }
     }
     let mut dead_fns: Vec<(String, u64, u64)> = Vec::new();
-    let starts: Vec<(&(String, u64), &String)> = functions.iter().collect();
+    let starts: Vec<(&(String, u64), &String)> = d.functions.iter().collect();
     for (i, ((sec, start), name)) in starts.iter().enumerate() {
         let end = match starts.get(i + 1) {
             Some(((s2, e), _)) if s2 == sec => *e,
@@ -318,13 +318,13 @@ pub fn dead_points(objdump: &str, relocs: &str, trace_pc: &str) -> BTreeSet<(Str
             dead_fns.push((sec.clone(), *start, end));
         }
     }
-    calls
-        .into_iter()
+    d.coverage_calls(trace_pc)
         .filter(|(sec, off)| {
             dead_fns
                 .iter()
                 .any(|(s, a, e)| s == sec && (*a..*e).contains(off))
         })
+        .map(|(sec, off)| (sec.to_string(), off))
         .collect()
 }
 
@@ -357,9 +357,10 @@ pub fn module_facts(ko: &Path, trace_pc: &str) -> Result<ObjectFacts> {
             .arg(ko),
     )?;
     let relocs = util::output(Command::new(&objdump).args(["-r", "-C"]).arg(ko))?;
+    let d = disassemble(&text);
     Ok(ObjectFacts {
-        asserts: assert_points(&text, trace_pc),
-        dead: dead_points(&text, &relocs, trace_pc),
+        asserts: assert_points(&d, trace_pc),
+        dead: dead_points(&d, &relocs, trace_pc),
     })
 }
 
@@ -372,10 +373,11 @@ pub struct Uncovered {
     pub gap: Gap,
 }
 
-/// Per line: the function it is in, and whether every point on it is an assertion block or
-/// dead, and whether every one is dead.
+/// [`LineFact`] of each `(file, line)`.
 pub type LineFacts = BTreeMap<(PathBuf, u32), LineFact>;
 
+/// One source line: the function it is in, and what its coverage points are (every one an
+/// assertion block or dead, every one dead, every one excused).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineFact {
     pub function: String,
@@ -553,7 +555,7 @@ Disassembly of section .init.text:
 
     #[test]
     fn blocks_ending_in_a_panic_bug_or_unwrap_are_asserts() {
-        let a = assert_points(DUMP, "__sanitizer_cov_trace_pc");
+        let a = assert_points(&disassemble(DUMP), "__sanitizer_cov_trace_pc");
         let want: BTreeSet<(String, u64)> = [
             (".text".to_string(), 0x10),
             (".text".to_string(), 0x2c),
@@ -603,7 +605,7 @@ RELOCATION RECORDS FOR [.orc_unwind_ip]:
 OFFSET           TYPE                     VALUE
 0000000000000000 R_X86_64_PC32            .text+0x10
 ";
-        let d = dead_points(dump, relocs, "__sanitizer_cov_trace_pc");
+        let d = dead_points(&disassemble(dump), relocs, "__sanitizer_cov_trace_pc");
         assert_eq!(
             d.into_iter().collect::<Vec<_>>(),
             [(".text".to_string(), 0x11), (".text".to_string(), 0x31)]

@@ -22,8 +22,9 @@
 //! programs). Besides syscalls a program has `fork` (the rest of the program runs in this
 //! task and, at the same time, in a child that shares its files and that the worker does not
 //! wait for: its blocking calls may take seconds; `patience MS`, which let the worker's own
-//! later calls wait, is still run from saved programs but no longer made), so it reaches what random kfuzz reaches with
-//! long-lived fds and forked children: completed long waits and one task woken by another.
+//! later calls wait, is still run from saved programs but no longer made), so it reaches
+//! what random kfuzz reaches with long-lived fds and forked children: completed long waits
+//! and one task woken by another.
 //! After each program the worker reads new kernel log records; a report (`BUG:`, `WARNING:`,
 //! KASAN, ...) prints the program that preceded it and saves it as `report-<hash>.prog`.
 //! `--replay FILE` runs one saved program once.
